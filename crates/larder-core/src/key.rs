@@ -1,0 +1,293 @@
+//! Keys: validation, unambiguous rendering, namespacing, long-key hashing.
+//!
+//! A stored key is `{prefix}:{version}:{key}` (`svc:v1:user:42`). Keys are
+//! checked before they reach a backend: an empty key or one holding a
+//! control character is rejected, and so is one longer than the cache's
+//! `max_key_length`. A stored key longer than [`MAX_STORED_KEY_LEN`] bytes is
+//! replaced by a readable head and the SHA-256 of the whole key, the same way
+//! on every backend, so a key that works on one backend works on all.
+//!
+//! When a key is built from values, use [`KeyBuilder`] (or [`escape_part`]):
+//! it escapes the separator and template braces, so `("1:2", "3")` and
+//! `("1", "2:3")` never render to the same key.
+
+use std::fmt::Write as _;
+
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+
+/// The longest stored key (namespace included) kept verbatim; longer ones
+/// are hashed. 250 is Memcached's limit, the smallest of the backends.
+pub const MAX_STORED_KEY_LEN: usize = 250;
+
+/// Default limit on the length of a key as given by the caller.
+pub const DEFAULT_MAX_KEY_LENGTH: usize = 8 * 1024;
+
+/// Longest prefix or version accepted.
+const MAX_NAMESPACE_PART: usize = 64;
+
+/// Escape one value for use as a key part: `%`, `:`, `{`, `}` and control
+/// characters become `%XX`, everything else is kept.
+///
+/// ```
+/// assert_eq!(larder_core::key::escape_part("a:b{c}%"), "a%3Ab%7Bc%7D%25");
+/// ```
+pub fn escape_part(part: &str) -> String {
+    let mut out = String::with_capacity(part.len());
+    push_escaped(&mut out, part);
+    out
+}
+
+fn push_escaped(out: &mut String, part: &str) {
+    for c in part.chars() {
+        if matches!(c, '%' | ':' | '{' | '}') || c.is_control() {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                let _ = write!(out, "%{b:02X}");
+            }
+        } else {
+            out.push(c);
+        }
+    }
+}
+
+/// Builds a key from parts joined by `:`, escaping each part.
+///
+/// ```
+/// use larder_core::key::KeyBuilder;
+/// let a = KeyBuilder::new("user").part("1:2").part("3").build();
+/// let b = KeyBuilder::new("user").part("1").part("2:3").build();
+/// assert_ne!(a, b);
+/// assert_eq!(a, "user:1%3A2:3");
+/// ```
+#[derive(Debug, Clone)]
+pub struct KeyBuilder {
+    key: String,
+}
+
+impl KeyBuilder {
+    /// Start a key with a literal head (not escaped: `user`, `org:users`).
+    pub fn new(head: &str) -> Self {
+        KeyBuilder {
+            key: head.to_owned(),
+        }
+    }
+
+    /// Append `:` and the escaped display form of `value`.
+    pub fn part(mut self, value: impl std::fmt::Display) -> Self {
+        if !self.key.is_empty() {
+            self.key.push(':');
+        }
+        push_escaped(&mut self.key, &value.to_string());
+        self
+    }
+
+    /// The key.
+    pub fn build(self) -> String {
+        self.key
+    }
+}
+
+/// Check that `key` (as given by the caller) is usable.
+pub fn validate(key: &str, max_len: usize) -> Result<()> {
+    if key.is_empty() {
+        return Err(Error::invalid_key(key, "keys must not be empty"));
+    }
+    if key.len() > max_len {
+        return Err(Error::invalid_key(
+            key,
+            format!(
+                "key is {} bytes, over the {max_len}-byte limit; shorten it (hash large inputs \
+                 with the `|hash` filter or KeyBuilder) or raise `max_key_length`",
+                key.len()
+            ),
+        ));
+    }
+    if let Some((at, c)) = key.char_indices().find(|(_, c)| c.is_control()) {
+        return Err(Error::invalid_key(
+            key,
+            format!(
+                "control character {c:?} at byte {at}; build keys from values with \
+                 larder::key::KeyBuilder, which escapes them"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `{head}#{sha256 hex}` for stored keys over [`MAX_STORED_KEY_LEN`];
+/// shorter keys are returned as they are.
+pub fn fit_length(stored: String) -> String {
+    if stored.len() <= MAX_STORED_KEY_LEN {
+        return stored;
+    }
+    let digest = Sha256::digest(stored.as_bytes());
+    // head + '#' + 64 hex chars stays within the limit.
+    let mut end = MAX_STORED_KEY_LEN - 65;
+    while !stored.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut out = String::with_capacity(MAX_STORED_KEY_LEN);
+    out.push_str(&stored[..end]);
+    out.push('#');
+    for b in digest {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
+/// Check a namespace part (`prefix` or `version`): 1 to 64 characters out
+/// of `A-Z a-z 0-9 - _ .`.
+pub fn validate_namespace_part(field: &str, value: &str, source: &str) -> Result<()> {
+    let ok = !value.is_empty()
+        && value.len() <= MAX_NAMESPACE_PART
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::config(
+            field,
+            source,
+            "1 to 64 characters out of A-Z a-z 0-9 - _ .",
+            value,
+        ))
+    }
+}
+
+/// A cache's namespace: `{prefix}:{version}:`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Namespace {
+    prefix: String,
+    version: String,
+    head: String,
+    max_key_length: usize,
+}
+
+impl Namespace {
+    /// A namespace; `prefix` and `version` must pass
+    /// [`validate_namespace_part`].
+    pub fn new(prefix: &str, version: &str) -> Result<Self> {
+        validate_namespace_part("prefix", prefix, "the cache builder")?;
+        validate_namespace_part("version", version, "the cache builder")?;
+        Ok(Namespace {
+            prefix: prefix.to_owned(),
+            version: version.to_owned(),
+            head: format!("{prefix}:{version}:"),
+            max_key_length: DEFAULT_MAX_KEY_LENGTH,
+        })
+    }
+
+    /// The same namespace with another limit on caller key length.
+    pub fn with_max_key_length(mut self, max: usize) -> Self {
+        self.max_key_length = max;
+        self
+    }
+
+    /// The prefix (`svc`).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The version (`v1`).
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// `{prefix}:{version}:`, what every stored key and tag starts with.
+    pub fn head(&self) -> &str {
+        &self.head
+    }
+
+    /// The stored form of `key`, validated and fitted to length.
+    pub fn key(&self, key: &str) -> Result<String> {
+        validate(key, self.max_key_length)?;
+        let mut stored = String::with_capacity(self.head.len() + key.len());
+        stored.push_str(&self.head);
+        stored.push_str(key);
+        Ok(fit_length(stored))
+    }
+
+    /// The stored form of a tag. Tags follow the same rules as keys.
+    pub fn tag(&self, tag: &str) -> Result<String> {
+        self.key(tag)
+    }
+
+    /// The stored form of a glob pattern over this namespace's keys.
+    pub fn pattern(&self, pattern: &str) -> Result<String> {
+        if pattern.is_empty() {
+            return Err(Error::invalid_key(
+                pattern,
+                "empty pattern; use `*` to match every key",
+            ));
+        }
+        validate(pattern, self.max_key_length)?;
+        let stored = format!("{}{pattern}", self.head);
+        crate::glob::Glob::new(&stored)?;
+        Ok(stored)
+    }
+
+    /// The caller's part of a stored key, if it belongs to this namespace.
+    pub fn strip<'a>(&self, stored: &'a str) -> Option<&'a str> {
+        stored.strip_prefix(self.head.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_never_collide() {
+        let a = KeyBuilder::new("k").part("1:2").part("3").build();
+        let b = KeyBuilder::new("k").part("1").part("2:3").build();
+        assert_ne!(a, b);
+        let c = KeyBuilder::new("k").part("{x}").build();
+        assert_eq!(c, "k:%7Bx%7D");
+        let d = KeyBuilder::new("k").part("%3A").build();
+        assert_ne!(d, KeyBuilder::new("k").part(":").build());
+        assert_eq!(escape_part("a\nb"), "a%0Ab");
+        assert_eq!(escape_part("é"), "é");
+    }
+
+    #[test]
+    fn namespacing() {
+        let ns = Namespace::new("svc", "v1").unwrap();
+        assert_eq!(ns.key("user:42").unwrap(), "svc:v1:user:42");
+        assert_eq!(ns.strip("svc:v1:user:42"), Some("user:42"));
+        assert_eq!(ns.strip("other:v1:user:42"), None);
+        assert!(Namespace::new("s:v", "v1").is_err());
+        assert!(Namespace::new("svc", "").is_err());
+        assert!(Namespace::new("svc*", "v1").is_err());
+    }
+
+    #[test]
+    fn rejects_bad_keys() {
+        let ns = Namespace::new("svc", "v1").unwrap();
+        assert!(matches!(ns.key(""), Err(Error::InvalidKey { .. })));
+        let err = ns.key("a\u{7}b").unwrap_err().to_string();
+        assert!(err.contains("control character"), "{err}");
+        let long = "x".repeat(DEFAULT_MAX_KEY_LENGTH + 1);
+        let err = ns.key(&long).unwrap_err().to_string();
+        assert!(err.contains("8193 bytes"), "{err}");
+        assert!(err.contains("max_key_length"), "{err}");
+    }
+
+    #[test]
+    fn long_keys_are_hashed_stably() {
+        let ns = Namespace::new("svc", "v1").unwrap();
+        let long = "é".repeat(300);
+        let a = ns.key(&long).unwrap();
+        assert!(a.len() <= MAX_STORED_KEY_LEN, "{}", a.len());
+        assert!(a.starts_with("svc:v1:éé"));
+        assert_eq!(a, ns.key(&long).unwrap());
+        let mut other = long.clone();
+        other.push('x');
+        assert_ne!(a, ns.key(&other).unwrap());
+        // Keys at the limit stay readable.
+        let exact = "k".repeat(MAX_STORED_KEY_LEN - ns.head().len());
+        assert_eq!(ns.key(&exact).unwrap(), format!("svc:v1:{exact}"));
+    }
+}
