@@ -115,7 +115,6 @@ pub enum TtlBucket {
 /// [`CacheConfig::default`], or set fields directly.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
-#[non_exhaustive]
 pub struct CacheConfig {
     /// Backend URL; `None` means the embedded default (`mem://`).
     pub url: Option<String>,

@@ -655,3 +655,340 @@ impl Store {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(max_entries: usize) -> Store {
+        Store::new(Bounds {
+            max_entries,
+            max_bytes: None,
+        })
+    }
+
+    fn opts(ttl: Option<Duration>, tags: &[&str]) -> WriteOptions {
+        WriteOptions {
+            ttl,
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            mode: SetMode::Always,
+        }
+    }
+
+    fn put(s: &Store, key: &str, tags: &[&str]) {
+        s.set(key, Bytes::from_static(b"v"), &opts(None, tags));
+    }
+
+    impl Store {
+        /// Internal consistency: counts, bytes, queues and the tag index
+        /// agree with the entries.
+        fn check_invariants(&self) {
+            let mut tagged: Map<Key, Set<Key>> = Map::default();
+            for shard in self.shards.iter() {
+                let shard = read(shard);
+                assert!(shard.map.len() <= shard.max_entries, "entry bound");
+                let bytes: usize = shard.map.values().map(|e| e.weight).sum();
+                assert_eq!(bytes, shard.bytes, "byte count");
+                let main = shard.map.values().filter(|e| e.in_main).count();
+                assert_eq!(main, shard.main.live, "main count");
+                assert_eq!(shard.map.len() - main, shard.small.live, "small count");
+                let small: HashSet<&(Key, u64)> = shard.small.items.iter().collect();
+                let main_items: HashSet<&(Key, u64)> = shard.main.items.iter().collect();
+                for (key, entry) in &shard.map {
+                    let queue = if entry.in_main { &main_items } else { &small };
+                    assert!(
+                        queue.contains(&(key.clone(), entry.generation)),
+                        "{key} is in its queue"
+                    );
+                    for tag in entry.tags.iter() {
+                        tagged.entry(tag.clone()).or_default().insert(key.clone());
+                    }
+                }
+            }
+            let mut index: Map<Key, Set<Key>> = Map::default();
+            for t in self.tags.iter() {
+                for (tag, members) in lock(t).iter() {
+                    assert!(!members.is_empty(), "empty tag set {tag} left behind");
+                    index.insert(tag.clone(), members.clone());
+                }
+            }
+            assert_eq!(index, tagged, "tag index matches entries");
+        }
+    }
+
+    #[test]
+    fn small_stores_have_one_shard_and_exact_bounds() {
+        let s = store(10);
+        assert_eq!(s.shards.len(), 1);
+        for i in 0..100 {
+            put(&s, &format!("k{i}"), &["t"]);
+        }
+        assert_eq!(s.len(), 10);
+        assert_eq!(s.evictions(), 90);
+        s.check_invariants();
+    }
+
+    #[test]
+    fn entry_bound_holds_across_shards() {
+        let s = store(100_000);
+        assert!(s.shards.len() > 1);
+        for i in 0..150_000 {
+            put(&s, &format!("k{i}"), &[]);
+        }
+        assert_eq!(s.len(), 100_000);
+        s.check_invariants();
+    }
+
+    #[test]
+    fn byte_bound_holds() {
+        let s = Store::new(Bounds {
+            max_entries: 1_000_000,
+            max_bytes: Some(64 * 1024),
+        });
+        for i in 0..1000 {
+            s.set(&format!("k{i}"), Bytes::from(vec![7u8; 1024]), &opts(None, &[]));
+        }
+        assert!(s.weighted_size() <= 64 * 1024, "{}", s.weighted_size());
+        assert!(s.len() > 40, "{}", s.len());
+        s.check_invariants();
+    }
+
+    #[test]
+    fn scan_of_one_time_keys_leaves_the_hot_set() {
+        // LRU would keep none of the hot keys after this scan.
+        let s = store(100);
+        for i in 0..50 {
+            put(&s, &format!("hot{i}"), &[]);
+        }
+        for _ in 0..2 {
+            for i in 0..50 {
+                assert!(s.get(&format!("hot{i}")).is_some());
+            }
+        }
+        for i in 0..1000 {
+            put(&s, &format!("scan{i}"), &[]);
+            if i % 20 == 0 {
+                for h in 0..50 {
+                    s.get(&format!("hot{h}"));
+                }
+            }
+        }
+        let kept = (0..50).filter(|i| s.get(&format!("hot{i}")).is_some()).count();
+        assert!(kept >= 45, "kept {kept} of 50 hot keys");
+        s.check_invariants();
+    }
+
+    #[test]
+    fn ghost_hit_goes_to_main() {
+        let s = store(10);
+        put(&s, "back", &[]);
+        // Evicts `back` first, and five more: the ghost list remembers ten.
+        for i in 0..15 {
+            put(&s, &format!("k{i}"), &[]);
+        }
+        assert!(s.get("back").is_none(), "evicted from the small queue");
+        put(&s, "back", &[]);
+        let shard = read(&s.shards[0]);
+        assert!(shard.map.get("back").is_some_and(|e| e.in_main));
+    }
+
+    #[test]
+    fn expired_entries_are_never_returned() {
+        let s = store(100);
+        let ttl = Duration::from_millis(30);
+        let before = Instant::now();
+        s.set("k", Bytes::from_static(b"v"), &opts(Some(ttl), &["t"]));
+        let after = Instant::now();
+        loop {
+            let asked = Instant::now();
+            match s.get("k") {
+                Some(_) => assert!(asked < after + ttl, "returned after its deadline"),
+                None => {
+                    assert!(Instant::now() >= before + ttl, "expired early");
+                    break;
+                }
+            }
+        }
+        assert_eq!(s.tag_count(), 1, "not purged until a write or purge");
+        s.purge_expired();
+        assert_eq!(s.tag_count(), 0);
+        assert_eq!(s.len(), 0);
+        s.check_invariants();
+    }
+
+    #[test]
+    fn writes_purge_expired_entries_of_their_shard() {
+        let s = store(100);
+        s.set("old", Bytes::from_static(b"v"), &opts(Some(Duration::from_millis(5)), &["t"]));
+        std::thread::sleep(Duration::from_millis(20));
+        put(&s, "new", &[]);
+        assert_eq!(s.tag_count(), 0);
+        s.check_invariants();
+    }
+
+    #[test]
+    fn churn_does_not_grow_queues_or_heap() {
+        let s = store(1000);
+        for round in 0..200 {
+            for i in 0..50 {
+                let key = format!("k{i}");
+                s.set(&key, Bytes::from_static(b"v"), &opts(Some(Duration::from_secs(60 + round)), &["t"]));
+                if i % 3 == 0 {
+                    s.delete(&[key]);
+                }
+            }
+        }
+        let shard = read(&s.shards[0]);
+        assert!(shard.small.items.len() + shard.main.items.len() <= 2 * 50 + 200);
+        assert!(shard.expiries.len() <= 2 * 50 + 200, "{}", shard.expiries.len());
+        drop(shard);
+        s.check_invariants();
+    }
+
+    #[test]
+    fn concurrent_mixed_operations_keep_invariants() {
+        let s = Arc::new(store(2_000));
+        let threads: Vec<_> = (0..4u64)
+            .map(|t| {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    let mut x = t.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+                    for _ in 0..20_000 {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        let key = format!("k{}", x % 3_000);
+                        let tag = format!("t{}", x % 17);
+                        match x % 10 {
+                            0 => {
+                                s.delete(&[key]);
+                            }
+                            1 => {
+                                s.invalidate_tags(&[tag]);
+                            }
+                            2 => {
+                                let ttl = Duration::from_millis(x % 5);
+                                s.set(&key, Bytes::from_static(b"v"), &opts(Some(ttl), &[&tag]));
+                            }
+                            3 => {
+                                let _ = s.incr(&format!("n{}", x % 10), 1);
+                            }
+                            4..=6 => {
+                                s.set(&key, Bytes::from_static(b"v"), &opts(None, &[&tag, "all"]));
+                            }
+                            _ => {
+                                s.get(&key);
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        s.check_invariants();
+        s.invalidate_tags(&["all".to_string()]);
+        s.purge_expired();
+        s.check_invariants();
+    }
+
+    /// A textbook LRU, the baseline the eviction policy must match or beat.
+    struct Lru {
+        capacity: usize,
+        tick: u64,
+        by_key: std::collections::HashMap<u64, u64>,
+        by_tick: std::collections::BTreeMap<u64, u64>,
+    }
+
+    impl Lru {
+        fn access(&mut self, key: u64) -> bool {
+            self.tick += 1;
+            let hit = match self.by_key.insert(key, self.tick) {
+                Some(old) => {
+                    self.by_tick.remove(&old);
+                    true
+                }
+                None => false,
+            };
+            self.by_tick.insert(self.tick, key);
+            if self.by_key.len() > self.capacity
+                && let Some((_, victim)) = self.by_tick.pop_first()
+            {
+                self.by_key.remove(&victim);
+            }
+            hit
+        }
+    }
+
+    /// Hit ratios of this store and of LRU over the same trace, both used
+    /// as a read-through cache.
+    fn hit_ratios(capacity: usize, trace: &[u64]) -> (f64, f64) {
+        let s = store(capacity);
+        let mut lru = Lru {
+            capacity,
+            tick: 0,
+            by_key: Default::default(),
+            by_tick: Default::default(),
+        };
+        let (mut ours, mut theirs) = (0usize, 0usize);
+        for k in trace {
+            let key = format!("k{k}");
+            if s.get(&key).is_some() {
+                ours += 1;
+            } else {
+                put(&s, &key, &[]);
+            }
+            theirs += usize::from(lru.access(*k));
+        }
+        let n = trace.len() as f64;
+        (ours as f64 / n, theirs as f64 / n)
+    }
+
+    /// Keys drawn from a Zipf(0.9) distribution over `universe` keys.
+    fn zipf_trace(universe: usize, len: usize, seed: u64) -> Vec<u64> {
+        let weights: Vec<f64> = (1..=universe).map(|r| 1.0 / (r as f64).powf(0.9)).collect();
+        let total: f64 = weights.iter().sum();
+        let mut cdf = Vec::with_capacity(universe);
+        let mut acc = 0.0;
+        for w in weights {
+            acc += w / total;
+            cdf.push(acc);
+        }
+        let mut x = seed | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let u = (x >> 11) as f64 / (1u64 << 53) as f64;
+                cdf.partition_point(|c| *c < u) as u64
+            })
+            .collect()
+    }
+
+    #[test]
+    fn hit_ratio_at_least_lru_on_zipf() {
+        let trace = zipf_trace(10_000, 200_000, 42);
+        let (ours, lru) = hit_ratios(1_000, &trace);
+        eprintln!("zipf: S3-FIFO {ours:.3}, LRU {lru:.3}");
+        assert!(ours >= lru - 0.005, "S3-FIFO {ours:.3} vs LRU {lru:.3}");
+    }
+
+    #[test]
+    fn hit_ratio_beats_lru_when_scans_interleave() {
+        let mut trace = zipf_trace(5_000, 100_000, 7);
+        let mut scan_key = 1_000_000u64;
+        let mut mixed = Vec::with_capacity(trace.len() * 2);
+        for (i, k) in trace.drain(..).enumerate() {
+            mixed.push(k);
+            if (i / 5_000) % 2 == 1 {
+                mixed.push(scan_key);
+                scan_key += 1;
+            }
+        }
+        let (ours, lru) = hit_ratios(1_000, &mixed);
+        eprintln!("zipf+scans: S3-FIFO {ours:.3}, LRU {lru:.3}");
+        assert!(ours > lru + 0.02, "S3-FIFO {ours:.3} vs LRU {lru:.3}");
+    }
+}

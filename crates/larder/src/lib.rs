@@ -1,1 +1,50 @@
-//! placeholder
+//! # larder
+//!
+//! An async cache for Rust services: one typed API over memory, Redis,
+//! Memcached, SQLite and sled, with tags and pattern invalidation, key
+//! namespacing and versioning, single-flight loads, and configuration from
+//! a file and the environment.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> larder::Result<()> {
+//! use std::time::Duration;
+//!
+//! let cache = larder::open("mem://?max_entries=10000").await?;
+//! cache.set("user:1", &"Ada").ttl(Duration::from_secs(60)).tags(["users"]).await?;
+//! assert_eq!(cache.get::<String>("user:1").await?.as_deref(), Some("Ada"));
+//!
+//! cache.invalidate_tag("users").await?;
+//! assert_eq!(cache.get::<String>("user:1").await?, None);
+//! # Ok(()) }
+//! ```
+//!
+//! ## Cargo features
+//!
+//! | feature | what it adds |
+//! |---|---|
+//! | `memory` (default) | the in-process backend, `mem://` |
+//! | `msgpack` | the MessagePack codec |
+//! | `postcard` | the postcard codec |
+//! | `bincode` | the bincode 2.x codec (unmaintained upstream; prefer postcard) |
+//!
+//! Backends for Redis, Memcached, SQLite and sled arrive as features of the
+//! same names; until a feature is enabled, a URL of its scheme is an error
+//! that names the feature.
+
+#[doc(inline)]
+pub use larder_core::{
+    Backend, BoxFuture, Cache, CacheBuilder, CacheConfig, Capabilities, Codec, Error, FuzzyMatch,
+    FuzzyOptions, HealthReport, KeyTtl, Lock, ReadRequest, Result, SetMode, SetOptions,
+    SetRequest, Stats, Ttl, TtlBucket, WriteOptions,
+};
+#[doc(inline)]
+pub use larder_core::{codec, config, glob, key, url};
+
+#[cfg(feature = "memory")]
+#[doc(inline)]
+pub use larder_memory::{MemoryBackend, MemoryConfig};
+
+mod open;
+
+pub use open::{DEFAULT_URL, connect, from_env, open, open_backend};

@@ -1,0 +1,83 @@
+//! From a URL or a configuration to a [`Cache`].
+
+use std::sync::Arc;
+
+use larder_core::url::BackendUrl;
+use larder_core::{Backend, Cache, CacheConfig, Error, Result};
+
+/// Every scheme larder knows, with the cargo feature that provides it.
+const SCHEMES: &[(&str, &str)] = &[
+    ("mem", "memory"),
+    ("memory", "memory"),
+    ("redis", "redis"),
+    ("rediss", "redis"),
+    ("redis+sentinel", "redis"),
+    ("redis+cluster", "redis"),
+    ("memcached", "memcached"),
+    ("sqlite", "sqlite"),
+    ("sled", "sled"),
+];
+
+/// The URL used when none is configured.
+pub const DEFAULT_URL: &str = "mem://";
+
+/// Open the backend `url` names.
+///
+/// An unknown scheme is an error listing the known ones; a known scheme
+/// whose backend is not compiled in is an error naming the cargo feature to
+/// enable.
+pub async fn open_backend(url: &str) -> Result<Arc<dyn Backend>> {
+    let parsed = BackendUrl::parse(url)?;
+    let Some((_, feature)) = SCHEMES.iter().find(|(s, _)| *s == parsed.scheme) else {
+        let known: Vec<String> = SCHEMES.iter().map(|(s, _)| format!("{s}://")).collect();
+        return Err(Error::config(
+            "url",
+            format!("URL {}", parsed.masked()),
+            format!("a URL scheme larder knows: {}", known.join(", ")),
+            format!("{}://", parsed.scheme),
+        ));
+    };
+    match *feature {
+        #[cfg(feature = "memory")]
+        "memory" => {
+            let config = larder_memory::MemoryConfig::from_url(&parsed)?;
+            Ok(Arc::new(config.build()))
+        }
+        feature => Err(Error::config(
+            "url",
+            format!("URL {}", parsed.masked()),
+            format!(
+                "a backend compiled into this build: enable the cargo feature `{feature}` of larder \
+                 (larder = {{ version = \"…\", features = [\"{feature}\"] }})"
+            ),
+            format!("{}://", parsed.scheme),
+        )),
+    }
+}
+
+/// A cache over the backend `url` names, with default settings (prefix
+/// `larder`, version `v1`, default TTL 300 s).
+pub async fn open(url: &str) -> Result<Cache> {
+    let config = CacheConfig {
+        url: Some(url.to_owned()),
+        ..CacheConfig::default()
+    };
+    connect(&config).await
+}
+
+/// A cache built from `config`: its URL (or `mem://` when it has none),
+/// namespace, TTLs and codec.
+pub async fn connect(config: &CacheConfig) -> Result<Cache> {
+    let url = config.url.as_deref().unwrap_or(DEFAULT_URL);
+    let backend = open_backend(url).await?;
+    Cache::builder()
+        .config(config.clone())
+        .backend_arc(backend)
+        .build()
+}
+
+/// A cache configured by `larder.toml` and the `LARDER_*` environment (see
+/// [`CacheConfig::load`]).
+pub async fn from_env() -> Result<Cache> {
+    connect(&CacheConfig::load()?).await
+}
