@@ -33,6 +33,8 @@ use larder_core::{Error, KeyTtl, Result, SetMode, WriteOptions};
 type Key = Arc<str>;
 type Map<K, V> = HashMap<K, V, RandomState>;
 type Set<K> = HashSet<K, RandomState>;
+/// One shard of the tag index: tag to member keys.
+type TagShard = Mutex<Map<Key, Set<Key>>>;
 
 /// Per-entry bookkeeping beyond key and value, in bytes.
 const ENTRY_OVERHEAD: usize = 96;
@@ -100,7 +102,7 @@ pub(crate) struct Bounds {
 #[derive(Debug)]
 pub(crate) struct Store {
     shards: Box<[RwLock<Shard>]>,
-    tags: Box<[Mutex<Map<Key, Set<Key>>>]>,
+    tags: Box<[TagShard]>,
     locks: Mutex<Map<String, (String, Instant)>>,
     hasher: RandomState,
     evictions: AtomicU64,
@@ -425,7 +427,7 @@ impl Store {
             let Some(entry) = shard.map.get_mut(&key) else {
                 continue;
             };
-            if entry.generation != generation || entry.in_main != !from_small {
+            if entry.generation != generation || entry.in_main == from_small {
                 continue;
             }
             let freq = entry.freq.load(Ordering::Relaxed);
@@ -746,7 +748,11 @@ mod tests {
             max_bytes: Some(64 * 1024),
         });
         for i in 0..1000 {
-            s.set(&format!("k{i}"), Bytes::from(vec![7u8; 1024]), &opts(None, &[]));
+            s.set(
+                &format!("k{i}"),
+                Bytes::from(vec![7u8; 1024]),
+                &opts(None, &[]),
+            );
         }
         assert!(s.weighted_size() <= 64 * 1024, "{}", s.weighted_size());
         assert!(s.len() > 40, "{}", s.len());
@@ -773,7 +779,9 @@ mod tests {
                 }
             }
         }
-        let kept = (0..50).filter(|i| s.get(&format!("hot{i}")).is_some()).count();
+        let kept = (0..50)
+            .filter(|i| s.get(&format!("hot{i}")).is_some())
+            .count();
         assert!(kept >= 45, "kept {kept} of 50 hot keys");
         s.check_invariants();
     }
@@ -819,7 +827,11 @@ mod tests {
     #[test]
     fn writes_purge_expired_entries_of_their_shard() {
         let s = store(100);
-        s.set("old", Bytes::from_static(b"v"), &opts(Some(Duration::from_millis(5)), &["t"]));
+        s.set(
+            "old",
+            Bytes::from_static(b"v"),
+            &opts(Some(Duration::from_millis(5)), &["t"]),
+        );
         std::thread::sleep(Duration::from_millis(20));
         put(&s, "new", &[]);
         assert_eq!(s.tag_count(), 0);
@@ -832,7 +844,11 @@ mod tests {
         for round in 0..200 {
             for i in 0..50 {
                 let key = format!("k{i}");
-                s.set(&key, Bytes::from_static(b"v"), &opts(Some(Duration::from_secs(60 + round)), &["t"]));
+                s.set(
+                    &key,
+                    Bytes::from_static(b"v"),
+                    &opts(Some(Duration::from_secs(60 + round)), &["t"]),
+                );
                 if i % 3 == 0 {
                     s.delete(&[key]);
                 }
@@ -840,7 +856,11 @@ mod tests {
         }
         let shard = read(&s.shards[0]);
         assert!(shard.small.items.len() + shard.main.items.len() <= 2 * 50 + 200);
-        assert!(shard.expiries.len() <= 2 * 50 + 200, "{}", shard.expiries.len());
+        assert!(
+            shard.expiries.len() <= 2 * 50 + 200,
+            "{}",
+            shard.expiries.len()
+        );
         drop(shard);
         s.check_invariants();
     }

@@ -1,5 +1,7 @@
 //! The shared backend conformance suite, on the memory backend.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+
 use std::sync::Arc;
 
 use larder_core::{Backend, BoxFuture};

@@ -108,7 +108,7 @@ fn user(id: u64) -> User {
         id,
         name: format!("user {id}"),
         email: format!("u{id}@example.com"),
-        active: id % 2 == 0,
+        active: id.is_multiple_of(2),
         roles: vec!["reader".into()],
     }
 }

@@ -35,8 +35,8 @@
 #[doc(inline)]
 pub use larder_core::{
     Backend, BoxFuture, Cache, CacheBuilder, CacheConfig, Capabilities, Codec, Error, FuzzyMatch,
-    FuzzyOptions, HealthReport, KeyTtl, Lock, ReadRequest, Result, SetMode, SetOptions,
-    SetRequest, Stats, Ttl, TtlBucket, WriteOptions,
+    FuzzyOptions, HealthReport, KeyTtl, Lock, ReadRequest, Result, SetMode, SetOptions, SetRequest,
+    Stats, Ttl, TtlBucket, WriteOptions,
 };
 #[doc(inline)]
 pub use larder_core::{codec, config, glob, key, url};
@@ -48,3 +48,19 @@ pub use larder_memory::{MemoryBackend, MemoryConfig};
 mod open;
 
 pub use open::{DEFAULT_URL, connect, from_env, open, open_backend};
+
+/// The README and the guide pages, compiled and run as doc tests so they
+/// stay true to the code.
+#[cfg(doctest)]
+mod guide {
+    #[doc = include_str!("../../../README.md")]
+    struct Readme;
+    #[doc = include_str!("../../../docs/configuration.md")]
+    struct Configuration;
+    #[doc = include_str!("../../../docs/keys-and-tags.md")]
+    struct KeysAndTags;
+    #[doc = include_str!("../../../docs/caching.md")]
+    struct Caching;
+    #[doc = include_str!("../../../docs/backends/memory.md")]
+    struct MemoryBackend;
+}

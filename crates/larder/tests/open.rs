@@ -1,5 +1,7 @@
 //! From URLs and configuration to a cache, and the errors on the way.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -43,23 +45,32 @@ async fn scheme_without_its_feature_names_the_feature() {
         ("sled://cache-dir", "sled"),
     ] {
         let err = larder::open(url).await.unwrap_err().to_string();
-        assert!(err.contains(&format!("feature `{feature}`")), "{url}: {err}");
+        assert!(
+            err.contains(&format!("feature `{feature}`")),
+            "{url}: {err}"
+        );
         assert!(!err.contains("hunter2"), "password leaked: {err}");
     }
 }
 
 #[tokio::test]
 async fn not_a_url_says_what_a_url_looks_like() {
-    let err = larder::open("localhost:6379").await.unwrap_err().to_string();
+    let err = larder::open("localhost:6379")
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("scheme://"), "{err}");
-    let err = larder::open("mem://?max_entries=many").await.unwrap_err().to_string();
+    let err = larder::open("mem://?max_entries=many")
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("max_entries") && err.contains("many"), "{err}");
 }
 
 #[tokio::test]
 async fn bad_default_ttl_in_the_environment_is_a_clear_error() {
-    let err = CacheConfig::from_sources(None, env(&[("LARDER_DEFAULT_TTL", "ten minutes")]))
-        .unwrap_err();
+    let err =
+        CacheConfig::from_sources(None, env(&[("LARDER_DEFAULT_TTL", "ten minutes")])).unwrap_err();
     let msg = err.to_string();
     assert!(msg.contains("default_ttl"), "{msg}");
     assert!(msg.contains("LARDER_DEFAULT_TTL"), "{msg}");
@@ -72,7 +83,11 @@ async fn config_from_file_and_env_reaches_the_cache() {
     let dir = std::env::temp_dir().join(format!("larder-open-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("larder.toml");
-    std::fs::write(&file, "url = \"mem://?max_entries=100\"\nprefix = \"svc\"\ndefault_ttl = \"5m\"\n").unwrap();
+    std::fs::write(
+        &file,
+        "url = \"mem://?max_entries=100\"\nprefix = \"svc\"\ndefault_ttl = \"5m\"\n",
+    )
+    .unwrap();
     let config = CacheConfig::from_sources(
         Some(&file),
         env(&[("LARDER_VERSION", "v7"), ("LARDER_TTL_SHORT", "15")]),
@@ -96,12 +111,18 @@ async fn over_long_key_is_a_clear_error_and_stores_nothing() {
     assert!(msg.contains("max_key_length"), "{msg}");
     assert!(msg.len() < 400, "the key itself is shortened: {msg}");
     assert!(cache.scan("*", 10).await.unwrap().is_empty());
-    assert!(matches!(cache.get::<i32>(&key).await, Err(Error::InvalidKey { .. })));
+    assert!(matches!(
+        cache.get::<i32>(&key).await,
+        Err(Error::InvalidKey { .. })
+    ));
 }
 
 #[tokio::test]
 async fn control_characters_in_keys_are_rejected() {
     let cache = larder::open("mem://").await.unwrap();
     let err = cache.set("user:\n1", &1).await.unwrap_err().to_string();
-    assert!(err.contains("control character") && err.contains("KeyBuilder"), "{err}");
+    assert!(
+        err.contains("control character") && err.contains("KeyBuilder"),
+        "{err}"
+    );
 }

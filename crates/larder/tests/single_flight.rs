@@ -1,6 +1,8 @@
 //! Single-flight: one load per cold key, and cancellation never strands
 //! the other callers.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -74,8 +76,16 @@ async fn cancelled_waiter_does_not_cancel_the_others() {
     assert!(doomed.await.unwrap_err().is_cancelled());
     release_tx.send(()).unwrap();
 
-    let a = timeout(Duration::from_secs(5), leader).await.unwrap().unwrap().unwrap();
-    let b = timeout(Duration::from_secs(5), survivor).await.unwrap().unwrap().unwrap();
+    let a = timeout(Duration::from_secs(5), leader)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let b = timeout(Duration::from_secs(5), survivor)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(a, "loaded");
     assert_eq!(b, "loaded");
     assert_eq!(loads.load(Ordering::SeqCst), 1);
@@ -114,7 +124,11 @@ async fn cancelled_leader_hands_over_to_a_waiter() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(!waiter.is_finished(), "the waiter waits for the leader");
     leader.abort();
-    let value = timeout(Duration::from_secs(5), waiter).await.unwrap().unwrap().unwrap();
+    let value = timeout(Duration::from_secs(5), waiter)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(value, 2, "the waiter took over the load");
     assert_eq!(loads.load(Ordering::SeqCst), 2);
     assert_eq!(cache.get::<u32>("k").await.unwrap(), Some(2));
@@ -145,7 +159,10 @@ async fn loader_errors_are_returned_and_not_cached() {
     let bad = cache
         .get_or_load("", || async { Ok::<u32, AppError>(5) })
         .await;
-    assert!(matches!(bad, Err(AppError::Cache(Error::InvalidKey { .. }))));
+    assert!(matches!(
+        bad,
+        Err(AppError::Cache(Error::InvalidKey { .. }))
+    ));
 }
 
 #[tokio::test]
@@ -159,6 +176,9 @@ async fn read_builder_stores_with_ttl_and_tags() {
         .await
         .unwrap();
     assert_eq!(v, 11);
-    assert!(matches!(cache.ttl("user:1").await.unwrap(), larder::KeyTtl::Expires(_)));
+    assert!(matches!(
+        cache.ttl("user:1").await.unwrap(),
+        larder::KeyTtl::Expires(_)
+    ));
     assert_eq!(cache.invalidate_tag("user:1").await.unwrap(), 1);
 }
