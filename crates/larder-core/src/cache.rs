@@ -31,15 +31,15 @@ use crate::stats::{Counters, Stats};
 /// ```
 #[derive(Clone)]
 pub struct Cache {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
-struct Inner {
-    backend: Arc<dyn Backend>,
-    namespace: Namespace,
-    config: CacheConfig,
-    counters: Counters,
-    flights: Flights,
+pub(crate) struct Inner {
+    pub(crate) backend: Arc<dyn Backend>,
+    pub(crate) namespace: Namespace,
+    pub(crate) config: CacheConfig,
+    pub(crate) counters: Counters,
+    pub(crate) flights: Flights,
 }
 
 impl fmt::Debug for Cache {
@@ -288,14 +288,16 @@ impl Cache {
     }
 
     /// Count and log a failed operation; pass results through.
-    fn observe<T>(&self, result: Result<T>) -> Result<T> {
+    pub(crate) fn observe<T>(&self, result: Result<T>) -> Result<T> {
         if let Err(e) = &result {
             self.record_error("operation", e);
         }
         result
     }
 
-    fn record_error(&self, operation: &str, error: &Error) {
+    /// Count and log a failure that happened on this cache's behalf (a
+    /// failed recache, say) but was not returned to a caller.
+    pub fn record_error(&self, operation: &str, error: &Error) {
         Counters::add(&self.inner.counters.errors, 1);
         tracing::warn!(
             backend = self.inner.backend.name(),
@@ -307,7 +309,7 @@ impl Cache {
     }
 
     /// Decode stored bytes; undecodable bytes are a miss plus a counted error.
-    fn decode_hit<T: DeserializeOwned>(&self, key: &str, bytes: &[u8]) -> Option<T> {
+    pub(crate) fn decode_hit<T: DeserializeOwned>(&self, key: &str, bytes: &[u8]) -> Option<T> {
         match codec::decode::<T>(bytes) {
             Ok((value, _)) => {
                 Counters::add(&self.inner.counters.hits, 1);
@@ -325,7 +327,8 @@ impl Cache {
         }
     }
 
-    fn write_options(&self, options: &SetOptions) -> Result<WriteOptions> {
+    /// The backend-level form of `options`: TTL resolved, tags namespaced.
+    pub fn write_options(&self, options: &SetOptions) -> Result<WriteOptions> {
         let config = &self.inner.config;
         let ttl = match options.ttl {
             Ttl::Default => Some(config.default_ttl),
@@ -353,7 +356,11 @@ impl Cache {
         })
     }
 
-    fn encode<T: Serialize + ?Sized>(&self, stored_key: &str, value: &T) -> Result<Bytes> {
+    pub(crate) fn encode<T: Serialize + ?Sized>(
+        &self,
+        stored_key: &str,
+        value: &T,
+    ) -> Result<Bytes> {
         let bytes = codec::encode(self.inner.config.codec, value, None)?;
         let limit = self.inner.config.max_value_size;
         if bytes.len() > limit {
@@ -608,86 +615,12 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = std::result::Result<T, E>>,
     {
-        self.load_with(key, &SetOptions::default(), loader).await
+        self.read(key).load(loader).await
     }
 
     /// A read-through lookup of `key`; configure, then call `.load(loader)`.
     pub fn read<'a>(&'a self, key: &'a str) -> ReadRequest<'a> {
-        ReadRequest {
-            cache: self,
-            key,
-            options: SetOptions::default(),
-        }
-    }
-
-    pub(crate) async fn load_with<T, E, F, Fut>(
-        &self,
-        key: &str,
-        options: &SetOptions,
-        loader: F,
-    ) -> std::result::Result<T, E>
-    where
-        T: Serialize + DeserializeOwned + Send,
-        E: From<Error>,
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = std::result::Result<T, E>>,
-    {
-        let stored = self.inner.namespace.key(key)?;
-        let write = self.write_options(options)?;
-        if let Some(v) = self.lookup_quietly(key, &stored).await {
-            return Ok(v);
-        }
-        let ticket = self.inner.flights.join(&stored);
-        let mut slot = ticket.flight().slot.lock().await;
-        if let Some(bytes) = slot.as_ref()
-            && let Ok((value, _)) = codec::decode::<T>(bytes)
-        {
-            return Ok(value);
-        }
-        // Lead the load. Another flight may have stored the value between our
-        // miss and joining this one; look once more before loading.
-        if let Some(bytes) = self.fetch_quietly(&stored).await
-            && let Ok((value, _)) = codec::decode::<T>(&bytes)
-        {
-            *slot = Some(bytes);
-            return Ok(value);
-        }
-        let value = loader().await?;
-        let bytes = self.encode(&stored, &value)?;
-        match self.inner.backend.set(&stored, bytes.clone(), &write).await {
-            Ok(true) => Counters::add(&self.inner.counters.sets, 1),
-            Ok(false) => {}
-            Err(e) => self.record_error("set", &e),
-        }
-        *slot = Some(bytes);
-        Ok(value)
-    }
-
-    /// A lookup that reports backend trouble to the log and counters instead
-    /// of the caller (fail open).
-    async fn lookup_quietly<T: DeserializeOwned>(&self, key: &str, stored: &str) -> Option<T> {
-        match self.inner.backend.get(stored).await {
-            Ok(Some(bytes)) => self.decode_hit(key, &bytes),
-            Ok(None) => {
-                Counters::add(&self.inner.counters.misses, 1);
-                None
-            }
-            Err(e) => {
-                Counters::add(&self.inner.counters.misses, 1);
-                self.record_error("get", &e);
-                None
-            }
-        }
-    }
-
-    async fn fetch_quietly(&self, stored: &str) -> Option<Bytes> {
-        match self.inner.backend.get(stored).await {
-            Ok(found) => found,
-            Err(e) => {
-                self.record_error("get", &e);
-                None
-            }
-        }
+        ReadRequest::new(self, key)
     }
 
     /// Try to take the distributed lock `name` for `ttl`. `None` when someone

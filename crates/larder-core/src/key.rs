@@ -52,6 +52,36 @@ fn push_escaped(out: &mut String, part: &str) {
     }
 }
 
+/// Escapes what is written through it into a key.
+struct Escaping<'a>(&'a mut String);
+
+impl std::fmt::Write for Escaping<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        push_escaped(self.0, s);
+        Ok(())
+    }
+}
+
+/// Append the escaped display form of `value` to `out` (the `{param}` of a
+/// key template).
+pub fn push_part(out: &mut String, value: &dyn std::fmt::Display) {
+    let _ = write!(Escaping(out), "{value}");
+}
+
+/// Append the escaped, lowercased display form of `value` (`{param|lower}`).
+pub fn push_part_lower(out: &mut String, value: &dyn std::fmt::Display) {
+    push_escaped(out, &value.to_string().to_lowercase());
+}
+
+/// Append the first 16 bytes of the SHA-256 of the display form of `value`,
+/// in hex (`{param|hash}`): a fixed-length stand-in for large inputs.
+pub fn push_part_hash(out: &mut String, value: &dyn std::fmt::Display) {
+    let digest = Sha256::digest(value.to_string().as_bytes());
+    for b in &digest[..16] {
+        let _ = write!(out, "{b:02x}");
+    }
+}
+
 /// Builds a key from parts joined by `:`, escaping each part.
 ///
 /// ```
@@ -79,7 +109,7 @@ impl KeyBuilder {
         if !self.key.is_empty() {
             self.key.push(':');
         }
-        push_escaped(&mut self.key, &value.to_string());
+        push_part(&mut self.key, &value);
         self
     }
 
@@ -250,6 +280,12 @@ mod tests {
         assert_ne!(d, KeyBuilder::new("k").part(":").build());
         assert_eq!(escape_part("a\nb"), "a%0Ab");
         assert_eq!(escape_part("é"), "é");
+        let mut k = String::new();
+        push_part_lower(&mut k, &"Ab:C");
+        assert_eq!(k, "ab%3Ac");
+        let mut h = String::new();
+        push_part_hash(&mut h, &"anything");
+        assert_eq!(h.len(), 32);
     }
 
     #[test]

@@ -27,8 +27,12 @@ pub mod config;
 mod error;
 mod flight;
 pub mod glob;
+mod global;
 pub mod key;
 mod options;
+mod read;
+pub mod recache;
+pub mod resource;
 mod stats;
 pub mod url;
 
@@ -37,5 +41,8 @@ pub use cache::{Cache, CacheBuilder, FuzzyMatch, FuzzyOptions, Lock, fuzzy_score
 pub use codec::Codec;
 pub use config::{CacheConfig, TtlBucket};
 pub use error::{Error, Result};
+pub use global::{install, installed, warn_uninstalled};
 pub use options::{ReadRequest, SetOptions, SetRequest, Ttl};
+pub use read::{FillOptions, Outcome, Plain};
+pub use resource::Resource;
 pub use stats::Stats;

@@ -9,6 +9,7 @@ use crate::backend::{BoxFuture, SetMode};
 use crate::cache::Cache;
 use crate::config::TtlBucket;
 use crate::error::{Error, Result};
+use crate::read::FillOptions;
 
 /// How long a written value lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -181,12 +182,22 @@ impl<'a, T: Serialize + Sync + ?Sized> IntoFuture for SetRequest<'a, T> {
 /// logged and counted, and the loader's value is returned.
 #[must_use = "a read does nothing until `load` is awaited"]
 pub struct ReadRequest<'a> {
-    pub(crate) cache: &'a Cache,
-    pub(crate) key: &'a str,
-    pub(crate) options: SetOptions,
+    cache: &'a Cache,
+    key: &'a str,
+    options: SetOptions,
+    fill: FillOptions,
 }
 
-impl ReadRequest<'_> {
+impl<'a> ReadRequest<'a> {
+    pub(crate) fn new(cache: &'a Cache, key: &'a str) -> Self {
+        ReadRequest {
+            cache,
+            key,
+            options: SetOptions::default(),
+            fill: FillOptions::default(),
+        }
+    }
+
     /// See [`SetOptions::ttl`].
     pub fn ttl(mut self, ttl: impl Into<Ttl>) -> Self {
         self.options = self.options.ttl(ttl);
@@ -209,6 +220,28 @@ impl ReadRequest<'_> {
         self
     }
 
+    /// Load under a distributed lock, so that one process loads a cold key
+    /// while the others wait (at most `lock_timeout`) for its value. If the
+    /// lock cannot be taken because the backend is down, the load runs
+    /// anyway.
+    pub fn lock(mut self, lock: bool) -> Self {
+        self.fill.lock = lock;
+        self
+    }
+
+    /// How long the fill lock is held at most, and how long the others wait
+    /// (default 5 s).
+    pub fn lock_timeout(mut self, timeout: Duration) -> Self {
+        self.fill.lock_timeout = timeout;
+        self
+    }
+
+    /// Replace the fill settings at once.
+    pub fn fill(mut self, fill: FillOptions) -> Self {
+        self.fill = fill;
+        self
+    }
+
     /// Return the cached value, or run `loader`, store its `Ok` value and
     /// return it. Only errors of the loader, and an invalid key, are
     /// returned.
@@ -219,6 +252,18 @@ impl ReadRequest<'_> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = std::result::Result<T, E>>,
     {
-        self.cache.load_with(self.key, &self.options, loader).await
+        let cache = self.cache;
+        let stored = cache.namespace().key(self.key)?;
+        let options = self.options;
+        cache
+            .fill(
+                self.key,
+                &stored,
+                || cache.write_options(&options),
+                &self.fill,
+                |_| true,
+                loader,
+            )
+            .await
     }
 }
