@@ -107,6 +107,16 @@ pub enum Error {
         key: String,
     },
 
+    /// A recache call after a write failed. Logged and counted, never
+    /// returned by the write.
+    #[error("recache of `{call}` failed: {message}")]
+    Recache {
+        /// The call, as written in `recache = [...]`.
+        call: String,
+        /// What it returned.
+        message: String,
+    },
+
     /// Any other backend failure (a server error reply, a bad response).
     #[error("{backend} backend error: {message}")]
     Backend {
@@ -136,6 +146,7 @@ impl Error {
             Error::Config { .. } => "config",
             Error::PayloadTooLarge { .. } => "payload_too_large",
             Error::NotAnInteger { .. } => "not_an_integer",
+            Error::Recache { .. } => "recache",
             Error::Backend { .. } => "backend",
         }
     }

@@ -45,6 +45,17 @@ pub use larder_core::{codec, config, glob, key, url};
 #[doc(inline)]
 pub use larder_memory::{MemoryBackend, MemoryConfig};
 
+#[cfg(feature = "macros")]
+#[doc(inline)]
+pub use larder_macros::{cache_read, cache_write};
+
+#[doc(inline)]
+pub use larder_core::{
+    FillOptions, Outcome, Plain, Resource, install, installed, recache, resource,
+};
+
+#[doc(hidden)]
+pub mod __private;
 mod open;
 
 pub use open::{DEFAULT_URL, connect, from_env, open, open_backend};

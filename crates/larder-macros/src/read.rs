@@ -1,0 +1,239 @@
+//! `#[cache_read]`.
+
+use proc_macro2::TokenStream;
+use quote::quote;
+use syn::spanned::Spanned;
+use syn::{Expr, LitStr, Path};
+
+use crate::args::{self, Arg};
+use crate::func::{Func, Kind, bind_cache};
+use crate::template;
+use crate::ttl::TtlArg;
+
+const KNOWN: &[&str] = &[
+    "key",
+    "ttl",
+    "tags",
+    "cache",
+    "condition",
+    "cache_none",
+    "lock",
+    "early_ttl",
+    "stale_ttl",
+    "resource",
+    "id",
+    "suffix",
+];
+
+#[derive(Default)]
+struct ReadArgs {
+    key: Option<LitStr>,
+    ttl: Option<TtlArg>,
+    tags: Vec<LitStr>,
+    cache: Option<Expr>,
+    condition: Option<Path>,
+    cache_none: bool,
+    lock: bool,
+    early_ttl: Option<TokenStream>,
+    stale_ttl: Option<TokenStream>,
+    resource: Option<Path>,
+    id: Option<Expr>,
+    suffix: Option<LitStr>,
+}
+
+fn parse_args(tokens: TokenStream) -> syn::Result<(ReadArgs, Vec<Arg>)> {
+    let list = args::parse(tokens, KNOWN, "cache_read")?;
+    let mut a = ReadArgs::default();
+    for arg in &list {
+        match arg.name.to_string().as_str() {
+            "key" => a.key = Some(arg.lit_str()?),
+            "ttl" => a.ttl = Some(arg.ttl()?),
+            "tags" => a.tags = arg.str_array()?,
+            "cache" => a.cache = Some(arg.expr()?),
+            "condition" => a.condition = Some(arg.path()?),
+            "cache_none" => a.cache_none = arg.flag()?,
+            "lock" => a.lock = arg.flag()?,
+            "early_ttl" => a.early_ttl = Some(arg.ttl()?.duration_tokens(arg.expr()?.span())?),
+            "stale_ttl" => a.stale_ttl = Some(arg.ttl()?.duration_tokens(arg.expr()?.span())?),
+            "resource" => a.resource = Some(arg.path()?),
+            "id" => a.id = Some(arg.expr()?),
+            "suffix" => a.suffix = Some(arg.lit_str()?),
+            _ => {}
+        }
+    }
+    Ok((a, list))
+}
+
+/// Expand `#[cache_read(args)] item`.
+pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
+    let (a, list) = parse_args(args)?;
+    let func = Func::parse(item, "cache_read")?;
+    let name = func.name();
+
+    if a.resource.is_some() != a.id.is_some() {
+        let (missing, present) = if a.resource.is_some() {
+            ("id", "resource")
+        } else {
+            ("resource", "id")
+        };
+        return Err(syn::Error::new(
+            args::span_of(&list, present),
+            format!("`{present}` needs `{missing}`: `resource = USER, id = user_id`"),
+        ));
+    }
+    if a.suffix.is_some() && a.resource.is_none() {
+        return Err(syn::Error::new(
+            args::span_of(&list, "suffix"),
+            "`suffix` goes with `resource = ..., id = ...`",
+        ));
+    }
+    if let Some(id) = &a.id {
+        func.check_expr_root(id, "id")?;
+    }
+
+    // The key: a template, or the resource's entity key.
+    let key = match (&a.key, &a.resource, &a.id) {
+        (Some(lit), _, _) => {
+            let segments = template::parse(lit)?;
+            template::check_roots(&segments, &func.params, lit, &name)?;
+            template::render(&segments, lit)
+        }
+        (None, Some(resource), Some(id)) => {
+            let suffix = a.suffix.as_ref().map_or_else(String::new, LitStr::value);
+            quote!(::larder::__private::Resource::key(&#resource, #suffix, &#id))
+        }
+        _ => {
+            return Err(syn::Error::new(
+                proc_macro2::Span::call_site(),
+                format!(
+                    "#[cache_read] on `{name}` needs a key: `key = \"{name}:{{param}}\"`, \
+                     or `resource = ..., id = ...`"
+                ),
+            ));
+        }
+    };
+
+    let mut tags = Vec::new();
+    for lit in &a.tags {
+        let segments = template::parse(lit)?;
+        template::check_roots(&segments, &func.params, lit, &name)?;
+        tags.push(template::render(&segments, lit));
+    }
+    if let (Some(resource), Some(id)) = (&a.resource, &a.id) {
+        tags.push(quote!(::larder::__private::Resource::tag(&#resource, &#id)));
+    }
+
+    let ttl = a
+        .ttl
+        .as_ref()
+        .map_or_else(|| quote!(::larder::Ttl::Default), TtlArg::tokens);
+    let cache_none = a.cache_none;
+    if cache_none && func.kind != Kind::Option {
+        return Err(syn::Error::new(
+            args::span_of(&list, "cache_none"),
+            "`cache_none` applies to functions returning `Option<T>`",
+        ));
+    }
+    let lock = a.lock;
+    let none = quote!(::core::option::Option::None);
+    let early_ttl = a.early_ttl.unwrap_or_else(|| none.clone());
+    let stale_ttl = a.stale_ttl.unwrap_or(none);
+    let condition = match &a.condition {
+        Some(path) => quote!(|__larder_value| #path(__larder_value)),
+        None => quote!(|_| true),
+    };
+    let bind = bind_cache(a.cache.as_ref());
+    let body = func.body_future();
+    let (wrap, unwrap) = match func.kind {
+        Kind::Plain => (
+            quote!(async { ::larder::__private::Plain(__larder_body.await) }),
+            quote!(.0),
+        ),
+        Kind::Result | Kind::Option => (quote!(__larder_body), quote!()),
+    };
+
+    Ok(func.with_body(quote! {
+        #bind
+        let __larder_key: ::std::string::String = #key;
+        let __larder_tags: ::std::vec::Vec<::std::string::String> = ::std::vec![#(#tags),*];
+        let __larder_fill = ::larder::__private::FillOptions {
+            cache_none: #cache_none,
+            lock: #lock,
+            lock_timeout: ::larder::__private::DEFAULT_LOCK_TIMEOUT,
+            early_ttl: #early_ttl,
+            stale_ttl: #stale_ttl,
+        };
+        let __larder_body = #body;
+        ::larder::__private::read(
+            __larder_cache,
+            #name,
+            &__larder_key,
+            #ttl,
+            __larder_tags,
+            &__larder_fill,
+            #condition,
+            #wrap,
+        )
+        .await
+        #unwrap
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use quote::quote;
+
+    use super::*;
+
+    fn err(args: TokenStream, item: TokenStream) -> String {
+        match expand(args, item) {
+            Ok(t) => panic!("expected an error, got {t}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn expands_a_simple_read() {
+        let out = expand(
+            quote!(key = "user:{id}", ttl = "5m", tags = ["users"]),
+            quote!(
+                pub async fn get(id: u64) -> Option<u64> {
+                    Some(id)
+                }
+            ),
+        )
+        .unwrap()
+        .to_string();
+        assert!(out.contains("pub async fn get"), "{out}");
+        assert!(out.contains("push_part"), "{out}");
+        assert!(out.contains("from_millis (300000u64)"), "{out}");
+        assert!(out.contains("__private :: read"), "{out}");
+    }
+
+    #[test]
+    fn misuse_is_reported() {
+        let item = quote!(
+            async fn get(id: u64) -> u64 {
+                id
+            }
+        );
+        assert!(err(quote!(key = "u:{uid}"), item.clone()).contains("names no parameter"));
+        assert!(err(quote!(keys = "u"), item.clone()).contains("unknown argument `keys`"));
+        assert!(err(quote!(key = "u", ttl = "soon"), item.clone()).contains("malformed ttl"));
+        assert!(err(quote!(resource = USER), item.clone()).contains("needs `id`"));
+        assert!(err(quote!(ttl = 5), item.clone()).contains("needs a key"));
+        assert!(err(quote!(key = "u", key = "v"), item.clone()).contains("twice"));
+        assert!(
+            err(
+                quote!(key = "u"),
+                quote!(
+                    fn get() -> u64 {
+                        1
+                    }
+                )
+            )
+            .contains("async fn")
+        );
+        assert!(err(quote!(key = "u", cache_none), item).contains("Option"));
+    }
+}

@@ -1,0 +1,6 @@
+#[larder::cache_read(key = "user:{user_id}")]
+fn get_user(user_id: u64) -> u64 {
+    user_id
+}
+
+fn main() {}
