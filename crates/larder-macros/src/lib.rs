@@ -14,7 +14,20 @@ mod template;
 mod ttl;
 mod write;
 
-/// Cache the result of an `async fn`. See `larder::cache_read`.
+/// Cache the result of an `async fn` under a key rendered from its
+/// parameters.
+///
+/// ```text
+/// #[cache_read(key = "user:{user_id}", ttl = 300, tags = ["user:{user_id}"])]
+/// async fn get_user(user_id: u64) -> Result<User, DbError> { ... }
+/// ```
+///
+/// Arguments: `key`, `ttl` (seconds, `"5m"`, or a bucket `"short"` /
+/// `"default"` / `"long"`), `tags`, `cache`, `condition`, `cache_none`,
+/// `lock`, `early_ttl`, `stale_ttl`, `resource` + `id` (+ `suffix`).
+/// `Result` stores `Ok` only, `Option` stores `Some` only. Concurrent misses
+/// run the body once; a cache failure never fails the call. The guide is
+/// `docs/attributes.md`.
 #[proc_macro_attribute]
 pub fn cache_read(args: TokenStream, item: TokenStream) -> TokenStream {
     read::expand(args.into(), item.into())
@@ -22,8 +35,17 @@ pub fn cache_read(args: TokenStream, item: TokenStream) -> TokenStream {
         .into()
 }
 
-/// Invalidate (and optionally recache) after an `async fn` succeeds. See
-/// `larder::cache_write`.
+/// Invalidate tags after an `async fn` succeeds, then recache.
+///
+/// ```text
+/// #[cache_write(tags = ["user:{user_id}"], recache = [get_user(user_id)])]
+/// async fn rename_user(user_id: u64, name: &str) -> Result<(), DbError> { ... }
+/// ```
+///
+/// Arguments: `tags`, `resource` + `id`, `recache`, `recache_concurrency`,
+/// `background`, `cache`. Nothing is invalidated when the body returns
+/// `Err`; recache calls run with a forced refresh; their failures are logged
+/// and counted, never returned. The guide is `docs/attributes.md`.
 #[proc_macro_attribute]
 pub fn cache_write(args: TokenStream, item: TokenStream) -> TokenStream {
     write::expand(args.into(), item.into())

@@ -24,6 +24,7 @@
 //! | feature | what it adds |
 //! |---|---|
 //! | `memory` (default) | the in-process backend, `mem://` |
+//! | `macros` (default) | `#[cache_read]` and `#[cache_write]` |
 //! | `msgpack` | the MessagePack codec |
 //! | `postcard` | the postcard codec |
 //! | `bincode` | the bincode 2.x codec (unmaintained upstream; prefer postcard) |
@@ -74,4 +75,6 @@ mod guide {
     struct Caching;
     #[doc = include_str!("../../../docs/backends/memory.md")]
     struct MemoryBackend;
+    #[doc = include_str!("../../../docs/attributes.md")]
+    struct Attributes;
 }
