@@ -160,3 +160,19 @@ pub(crate) fn span_of(args: &[Arg], name: &str) -> Span {
         .find(|a| a.name == name)
         .map_or_else(Span::call_site, |a| a.name.span())
 }
+
+/// `resource` and `id` come together.
+pub(crate) fn check_resource_pair(args: &[Arg], resource: bool, id: bool) -> syn::Result<()> {
+    if resource == id {
+        return Ok(());
+    }
+    let (missing, present) = if resource {
+        ("id", "resource")
+    } else {
+        ("resource", "id")
+    };
+    Err(syn::Error::new(
+        span_of(args, present),
+        format!("`{present}` needs `{missing}`: `resource = USER, id = user_id`"),
+    ))
+}

@@ -70,17 +70,7 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenS
     let func = Func::parse(item, "cache_read")?;
     let name = func.name();
 
-    if a.resource.is_some() != a.id.is_some() {
-        let (missing, present) = if a.resource.is_some() {
-            ("id", "resource")
-        } else {
-            ("resource", "id")
-        };
-        return Err(syn::Error::new(
-            args::span_of(&list, present),
-            format!("`{present}` needs `{missing}`: `resource = USER, id = user_id`"),
-        ));
-    }
+    args::check_resource_pair(&list, a.resource.is_some(), a.id.is_some())?;
     if a.suffix.is_some() && a.resource.is_none() {
         return Err(syn::Error::new(
             args::span_of(&list, "suffix"),

@@ -46,17 +46,7 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenS
             _ => {}
         }
     }
-    if resource.is_some() != id.is_some() {
-        let (missing, present) = if resource.is_some() {
-            ("id", "resource")
-        } else {
-            ("resource", "id")
-        };
-        return Err(syn::Error::new(
-            args::span_of(&list, present),
-            format!("`{present}` needs `{missing}`: `resource = USER, id = user_id`"),
-        ));
-    }
+    args::check_resource_pair(&list, resource.is_some(), id.is_some())?;
     if let Some(id) = &id {
         func.check_expr_root(id, "id")?;
     }
