@@ -18,6 +18,7 @@ const SERVERS: &[(&str, &str)] = &[
     ("redis-server", "redis-server"),
     ("redis-cli", "redis-tools"),
     ("memcached", "memcached"),
+    ("openssl", "openssl"),
 ];
 
 type Result<T = ()> = std::result::Result<T, String>;
@@ -91,7 +92,7 @@ fn setup() -> Result {
         .filter(|(program, _)| !on_path(program))
         .collect();
     if missing.is_empty() {
-        eprintln!("setup: redis-server, redis-cli and memcached are installed");
+        eprintln!("setup: redis-server, redis-cli, memcached and openssl are installed");
         return Ok(());
     }
     let mut packages: Vec<&str> = missing.iter().map(|(_, p)| *p).collect();

@@ -24,6 +24,9 @@ use std::time::Duration;
 use larder_core::{Backend, BoxFuture, Cache};
 
 pub mod cases;
+/// Real Redis servers for tests: plain, with TLS, with ACL users, a
+/// Sentinel set and a Cluster.
+pub mod redis;
 
 /// What a backend crate supplies to run the conformance suite.
 pub trait Factory: Send + Sync + 'static {

@@ -25,13 +25,14 @@
 //! |---|---|
 //! | `memory` (default) | the in-process backend, `mem://` |
 //! | `macros` (default) | `#[cache_read]` and `#[cache_write]` |
+//! | `redis` | the Redis backend: `redis://`, `rediss://`, `redis+sentinel://`, `redis+cluster://` |
 //! | `msgpack` | the MessagePack codec |
 //! | `postcard` | the postcard codec |
 //! | `bincode` | the bincode 2.x codec (unmaintained upstream; prefer postcard) |
 //!
-//! Backends for Redis, Memcached, SQLite and sled arrive as features of the
-//! same names; until a feature is enabled, a URL of its scheme is an error
-//! that names the feature.
+//! Backends for Memcached, SQLite and sled arrive as features of the same
+//! names; until a feature is enabled, a URL of its scheme is an error that
+//! names the feature.
 
 #[doc(inline)]
 pub use larder_core::{
@@ -45,6 +46,10 @@ pub use larder_core::{codec, config, glob, key, url};
 #[cfg(feature = "memory")]
 #[doc(inline)]
 pub use larder_memory::{MemoryBackend, MemoryConfig};
+
+#[cfg(feature = "redis")]
+#[doc(inline)]
+pub use larder_redis::{RedisBackend, RedisConfig};
 
 #[cfg(feature = "macros")]
 #[doc(inline)]

@@ -13,6 +13,8 @@ const SCHEMES: &[(&str, &str)] = &[
     ("rediss", "redis"),
     ("redis+sentinel", "redis"),
     ("redis+cluster", "redis"),
+    ("rediss+sentinel", "redis"),
+    ("rediss+cluster", "redis"),
     ("memcached", "memcached"),
     ("sqlite", "sqlite"),
     ("sled", "sled"),
@@ -27,6 +29,11 @@ pub const DEFAULT_URL: &str = "mem://";
 /// whose backend is not compiled in is an error naming the cargo feature to
 /// enable.
 pub async fn open_backend(url: &str) -> Result<Arc<dyn Backend>> {
+    open_backend_with(url, &CacheConfig::default()).await
+}
+
+/// [`open_backend`], with pool sizes and similar defaults from `config`.
+async fn open_backend_with(url: &str, config: &CacheConfig) -> Result<Arc<dyn Backend>> {
     let parsed = BackendUrl::parse(url)?;
     let Some((_, feature)) = SCHEMES.iter().find(|(s, _)| *s == parsed.scheme) else {
         let known: Vec<String> = SCHEMES.iter().map(|(s, _)| format!("{s}://")).collect();
@@ -40,8 +47,14 @@ pub async fn open_backend(url: &str) -> Result<Arc<dyn Backend>> {
     match *feature {
         #[cfg(feature = "memory")]
         "memory" => {
-            let config = larder_memory::MemoryConfig::from_url(&parsed)?;
-            Ok(Arc::new(config.build()))
+            let memory = larder_memory::MemoryConfig::from_url(&parsed)?;
+            Ok(Arc::new(memory.build()))
+        }
+        #[cfg(feature = "redis")]
+        "redis" => {
+            let pool = usize::try_from(config.max_connections).unwrap_or(10);
+            let redis = larder_redis::RedisConfig::from_url(&parsed, pool)?;
+            Ok(Arc::new(larder_redis::RedisBackend::connect(redis).await?))
         }
         feature => Err(Error::config(
             "url",
@@ -69,7 +82,7 @@ pub async fn open(url: &str) -> Result<Cache> {
 /// namespace, TTLs and codec.
 pub async fn connect(config: &CacheConfig) -> Result<Cache> {
     let url = config.url.as_deref().unwrap_or(DEFAULT_URL);
-    let backend = open_backend(url).await?;
+    let backend = open_backend_with(url, config).await?;
     Cache::builder()
         .config(config.clone())
         .backend_arc(backend)

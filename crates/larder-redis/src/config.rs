@@ -1,0 +1,356 @@
+//! Settings of the Redis backend, from a URL.
+//!
+//! ```text
+//! redis://[user[:password]@]host[:port][/db][?options]
+//! rediss://...                                          TLS
+//! redis+sentinel://[user:password@]h1:26379,h2:26379/<service>[/db][?options]
+//! redis+cluster://[user:password@]n1:7000,n2:7001[?options]
+//! rediss+sentinel://..., rediss+cluster://...           TLS
+//! ```
+//!
+//! Options: `pool_size` (connections, default: the cache's
+//! `max_connections`, 10), `connect_timeout` (5s), `command_timeout` (2s),
+//! `keepalive` (30s; `0` turns it off), `reconnect_attempts` (0 = forever),
+//! `reconnect_min_delay` (100ms), `reconnect_max_delay` (5s), `tls_ca` (path
+//! of a PEM CA bundle to trust instead of the system roots),
+//! `sentinel_username` / `sentinel_password` (credentials of the sentinels
+//! when they differ from the server's).
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use larder_core::config::parse_duration;
+use larder_core::url::BackendUrl;
+use larder_core::{Error, Result};
+
+/// Where the servers are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Topology {
+    /// One server (or a primary behind a load balancer).
+    Standalone {
+        /// Host name or address.
+        host: String,
+        /// Port.
+        port: u16,
+    },
+    /// A primary found through Sentinel.
+    Sentinel {
+        /// Sentinel addresses.
+        sentinels: Vec<(String, u16)>,
+        /// The monitored service (master) name.
+        service: String,
+        /// Sentinel user, when it differs from the server's.
+        username: Option<String>,
+        /// Sentinel password, when it differs from the server's.
+        password: Option<String>,
+    },
+    /// A Redis Cluster; any subset of nodes works as seeds.
+    Cluster {
+        /// Seed nodes.
+        nodes: Vec<(String, u16)>,
+    },
+}
+
+/// Settings of a [`RedisBackend`](crate::RedisBackend).
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisConfig {
+    /// Servers.
+    pub topology: Topology,
+    /// Use TLS.
+    pub tls: bool,
+    /// PEM CA bundle to trust (default: the system roots).
+    pub tls_ca: Option<PathBuf>,
+    /// ACL user.
+    pub username: Option<String>,
+    /// Password. Never printed.
+    pub password: Option<String>,
+    /// Database index (standalone and Sentinel only).
+    pub database: u8,
+    /// Connections in the pool.
+    pub pool_size: usize,
+    /// Time allowed to connect (TCP and TLS handshake).
+    pub connect_timeout: Duration,
+    /// Time allowed for one command.
+    pub command_timeout: Duration,
+    /// TCP keepalive interval; `None` turns keepalive off.
+    pub keepalive: Option<Duration>,
+    /// Reconnect attempts before giving up; 0 retries forever.
+    pub reconnect_attempts: u32,
+    /// First reconnect delay; doubles up to `reconnect_max_delay`.
+    pub reconnect_min_delay: Duration,
+    /// Longest reconnect delay.
+    pub reconnect_max_delay: Duration,
+}
+
+impl fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("topology", &self.topology)
+            .field("tls", &self.tls)
+            .field("tls_ca", &self.tls_ca)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("database", &self.database)
+            .field("pool_size", &self.pool_size)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("command_timeout", &self.command_timeout)
+            .field("keepalive", &self.keepalive)
+            .field("reconnect_attempts", &self.reconnect_attempts)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Query parameters the URL may carry.
+const PARAMS: &[&str] = &[
+    "pool_size",
+    "connect_timeout",
+    "command_timeout",
+    "keepalive",
+    "reconnect_attempts",
+    "reconnect_min_delay",
+    "reconnect_max_delay",
+    "tls_ca",
+    "sentinel_username",
+    "sentinel_password",
+];
+
+/// Schemes this backend serves.
+pub const SCHEMES: &[&str] = &[
+    "redis",
+    "rediss",
+    "redis+sentinel",
+    "rediss+sentinel",
+    "redis+cluster",
+    "rediss+cluster",
+];
+
+fn bad(url: &BackendUrl, field: &str, expected: &str, got: impl Into<String>) -> Error {
+    Error::config(field, format!("URL {}", url.masked()), expected, got)
+}
+
+fn host_port(url: &BackendUrl, entry: &str, default_port: u16) -> Result<(String, u16)> {
+    let (host, port) = match entry.rsplit_once(':') {
+        // `[::1]:6379`
+        Some((h, p)) if !h.ends_with(':') => (h, Some(p)),
+        _ => (entry, None),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(bad(url, "url host", "host[:port]", entry));
+    }
+    let port = match port {
+        None => default_port,
+        Some(p) => p
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| bad(url, "url port", "a port number from 1 to 65535", p))?,
+    };
+    Ok((host.to_owned(), port))
+}
+
+fn database(url: &BackendUrl, text: &str) -> Result<u8> {
+    if text.is_empty() {
+        return Ok(0);
+    }
+    text.parse::<u8>()
+        .ok()
+        .filter(|db| *db < 16)
+        .ok_or_else(|| bad(url, "url database", "a database index from 0 to 15", text))
+}
+
+fn duration(url: &BackendUrl, name: &str, default: Duration) -> Result<Duration> {
+    Ok(url
+        .param_with(name, "a duration such as 500ms, 2s or 1m", parse_duration)?
+        .unwrap_or(default))
+}
+
+impl RedisConfig {
+    /// Settings from a URL; `default_pool_size` applies when the URL has no
+    /// `pool_size`.
+    pub fn from_url(url: &BackendUrl, default_pool_size: usize) -> Result<Self> {
+        if !SCHEMES.contains(&url.scheme.as_str()) {
+            return Err(bad(
+                url,
+                "url",
+                "a redis://, rediss://, redis+sentinel:// or redis+cluster:// URL",
+                url.masked(),
+            ));
+        }
+        url.ensure_known_params(PARAMS)?;
+        let tls = url.scheme.starts_with("rediss");
+        if url.hosts.is_empty() {
+            return Err(bad(
+                url,
+                "url host",
+                "at least one host[:port]",
+                url.masked(),
+            ));
+        }
+        let (topology, db) = if url.scheme.ends_with("+sentinel") {
+            let sentinels = url
+                .hosts
+                .iter()
+                .map(|h| host_port(url, h, 26379))
+                .collect::<Result<Vec<_>>>()?;
+            let mut path = url.path.splitn(2, '/');
+            let service = path.next().unwrap_or_default();
+            if service.is_empty() {
+                return Err(bad(
+                    url,
+                    "url service name",
+                    "the monitored master's name as the path: redis+sentinel://h1:26379,h2:26379/mymaster/0",
+                    url.masked(),
+                ));
+            }
+            let db = database(url, path.next().unwrap_or_default())?;
+            let topology = Topology::Sentinel {
+                sentinels,
+                service: service.to_owned(),
+                username: url.param("sentinel_username").map(str::to_owned),
+                password: url.param("sentinel_password").map(str::to_owned),
+            };
+            (topology, db)
+        } else if url.scheme.ends_with("+cluster") {
+            let nodes = url
+                .hosts
+                .iter()
+                .map(|h| host_port(url, h, 6379))
+                .collect::<Result<Vec<_>>>()?;
+            if !url.path.is_empty() && url.path != "0" {
+                return Err(bad(
+                    url,
+                    "url database",
+                    "no database in a cluster URL (Redis Cluster only has database 0)",
+                    url.path.clone(),
+                ));
+            }
+            (Topology::Cluster { nodes }, 0)
+        } else {
+            if url.hosts.len() > 1 {
+                return Err(bad(
+                    url,
+                    "url host",
+                    "one host; list several only with redis+sentinel:// or redis+cluster://",
+                    url.hosts.join(","),
+                ));
+            }
+            let (host, port) = host_port(url, &url.hosts[0], 6379)?;
+            (
+                Topology::Standalone { host, port },
+                database(url, &url.path)?,
+            )
+        };
+        let positive = |raw: &str| raw.parse::<usize>().ok().filter(|n| *n > 0);
+        let pool_size = url
+            .param_with("pool_size", "a positive whole number", positive)?
+            .unwrap_or(default_pool_size.max(1));
+        let keepalive = duration(url, "keepalive", Duration::from_secs(30))?;
+        let reconnect_attempts = url
+            .param_parsed::<u32>("reconnect_attempts", "a whole number (0 = forever)")?
+            .unwrap_or(0);
+        let tls_ca = url.param("tls_ca").map(PathBuf::from);
+        if tls_ca.is_some() && !tls {
+            return Err(bad(
+                url,
+                "url query parameter `tls_ca`",
+                "a rediss:// URL (tls_ca only applies to TLS)",
+                url.masked(),
+            ));
+        }
+        Ok(RedisConfig {
+            topology,
+            tls,
+            tls_ca,
+            username: url.username.clone(),
+            password: url.password.clone(),
+            database: db,
+            pool_size,
+            connect_timeout: duration(url, "connect_timeout", Duration::from_secs(5))?,
+            command_timeout: duration(url, "command_timeout", Duration::from_secs(2))?,
+            keepalive: (!keepalive.is_zero()).then_some(keepalive),
+            reconnect_attempts,
+            reconnect_min_delay: duration(url, "reconnect_min_delay", Duration::from_millis(100))?,
+            reconnect_max_delay: duration(url, "reconnect_max_delay", Duration::from_secs(5))?,
+        })
+    }
+
+    /// Whether the servers form a cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.topology, Topology::Cluster { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(url: &str) -> Result<RedisConfig> {
+        RedisConfig::from_url(&BackendUrl::parse(url).unwrap(), 10)
+    }
+
+    #[test]
+    fn standalone() {
+        let c = parse("redis://app:s3cret@cache.internal:6380/2?pool_size=4&command_timeout=500ms")
+            .unwrap();
+        assert_eq!(
+            c.topology,
+            Topology::Standalone {
+                host: "cache.internal".into(),
+                port: 6380
+            }
+        );
+        assert_eq!(c.username.as_deref(), Some("app"));
+        assert_eq!(c.password.as_deref(), Some("s3cret"));
+        assert_eq!(c.database, 2);
+        assert_eq!(c.pool_size, 4);
+        assert_eq!(c.command_timeout, Duration::from_millis(500));
+        assert!(!c.tls);
+        assert!(!format!("{c:?}").contains("s3cret"));
+        let d = parse("rediss://localhost").unwrap();
+        assert!(d.tls);
+        assert_eq!(d.pool_size, 10);
+        assert_eq!(
+            d.topology,
+            Topology::Standalone {
+                host: "localhost".into(),
+                port: 6379
+            }
+        );
+    }
+
+    #[test]
+    fn sentinel_and_cluster() {
+        let s = parse("redis+sentinel://h1:26379,h2/mymaster/3").unwrap();
+        match s.topology {
+            Topology::Sentinel {
+                sentinels, service, ..
+            } => {
+                assert_eq!(sentinels, vec![("h1".into(), 26379), ("h2".into(), 26379)]);
+                assert_eq!(service, "mymaster");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(s.database, 3);
+        let c = parse("redis+cluster://n1:7000,n2:7001").unwrap();
+        assert!(c.is_cluster());
+    }
+
+    #[test]
+    fn bad_urls_are_explained() {
+        for (url, needle) in [
+            ("redis://h:99999", "port number"),
+            ("redis://h/77", "database index"),
+            ("redis://h1,h2", "redis+cluster"),
+            ("redis+sentinel://h1:26379", "master's name"),
+            ("redis+cluster://n1:7000/3", "database 0"),
+            ("redis://h?poolsize=3", "pool_size"),
+            ("redis://h?command_timeout=fast", "500ms"),
+            ("redis://h?tls_ca=/ca.pem", "rediss://"),
+        ] {
+            let err = parse(url).unwrap_err().to_string();
+            assert!(err.contains(needle), "{url}: {err}");
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! The Redis backend of larder, on [fred](https://docs.rs/fred).
+//!
+//! - Standalone (`redis://`, `rediss://`), Sentinel (`redis+sentinel://`)
+//!   and Cluster (`redis+cluster://`); ACL users, database index, TLS with
+//!   the system roots or a given CA.
+//! - A connection pool with connect and command timeouts, reconnect with
+//!   exponential backoff, TCP keepalive.
+//! - Tags as sorted sets scored by member expiry: a set and its tags change
+//!   in one atomic script, a tag set lives exactly as long as its
+//!   longest-lived member, invalidation costs O(keys in the tag).
+//! - Patterns and `clear` with `SCAN` and `UNLINK`: never `KEYS`, never
+//!   `FLUSHDB`/`FLUSHALL`.
+//! - Cluster-safe: no multi-key command spans slots.
+//!
+//! See `docs/backends/redis.md` for URLs, ACL grants and server settings.
+
+mod backend;
+mod config;
+mod error;
+mod frame;
+mod scripts;
+
+pub use backend::{REQUIRED_COMMANDS, RedisBackend};
+pub use config::{RedisConfig, SCHEMES, Topology};
