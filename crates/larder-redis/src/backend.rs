@@ -462,6 +462,53 @@ impl RedisBackend {
         Box::pin(self.set_one(key, framed, &untagged)).await
     }
 
+    /// Tagged writes of many keys: the tagging script, pipelined.
+    async fn set_many_tagged(
+        &self,
+        entries: &[(String, Bytes)],
+        options: &WriteOptions,
+    ) -> Result<()> {
+        let Some(((first_key, first_value), rest)) = entries.split_first() else {
+            return Ok(());
+        };
+        // The first write loads the script if the server lacks it.
+        self.set_one(first_key, first_value.clone(), options)
+            .await?;
+        let ttl = options.ttl.map_or(0, ms);
+        let mode = match options.mode {
+            SetMode::Always => "always",
+            SetMode::IfAbsent => "nx",
+            SetMode::IfPresent => "xx",
+        };
+        let tag_keys: Vec<String> = options.tags.iter().map(|t| internal_key('t', t)).collect();
+        let sha = self.inner.scripts.set_tagged.sha1().clone();
+        for chunk in rest.chunks(BATCH) {
+            let pipeline = self.client().pipeline();
+            for (key, value) in chunk {
+                let mut args = vec![
+                    Value::from(sha.clone()),
+                    Value::from(1 + tag_keys.len() as i64),
+                    Value::from(key.as_str()),
+                ];
+                args.extend(tag_keys.iter().map(|t| Value::from(t.as_str())));
+                args.extend([
+                    Value::from(frame(&options.tags, value)),
+                    Value::from(ttl),
+                    Value::from(mode),
+                ]);
+                let _: () = pipeline
+                    .custom(
+                        CustomCommand::new_static("EVALSHA", ClusterHash::Offset(2), false),
+                        args,
+                    )
+                    .await
+                    .map_err(on("set"))?;
+            }
+            let _: Vec<Value> = pipeline.all().await.map_err(on("set"))?;
+        }
+        Ok(())
+    }
+
     async fn invalidate_tag(&self, tag: &str) -> Result<u64> {
         let tag_key = internal_key('t', tag);
         let mut deleted = 0;
@@ -575,6 +622,9 @@ impl Backend for RedisBackend {
         options: &'a WriteOptions,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
+            if !options.tags.is_empty() && !self.cluster() {
+                return self.set_many_tagged(entries, options).await;
+            }
             if !options.tags.is_empty() || options.mode != SetMode::Always {
                 for (key, value) in entries {
                     self.set_one(key, value.clone(), options).await?;
