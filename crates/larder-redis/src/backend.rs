@@ -91,6 +91,15 @@ fn as_bytes(value: Value) -> Option<Bytes> {
     }
 }
 
+/// The `mode` argument of the tagging script.
+fn script_mode(mode: SetMode) -> &'static str {
+    match mode {
+        SetMode::Always => "always",
+        SetMode::IfAbsent => "nx",
+        SetMode::IfPresent => "xx",
+    }
+}
+
 /// Escape glob metacharacters for Redis `MATCH`.
 fn redis_escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -426,11 +435,7 @@ impl RedisBackend {
             return Ok(!reply.is_null());
         }
         let framed = frame(&options.tags, &value);
-        let mode = match options.mode {
-            SetMode::Always => "always",
-            SetMode::IfAbsent => "nx",
-            SetMode::IfPresent => "xx",
-        };
+        let mode = script_mode(options.mode);
         let tag_keys: Vec<String> = options.tags.iter().map(|t| internal_key('t', t)).collect();
         if !self.cluster() {
             let mut keys = vec![key.to_owned()];
@@ -475,11 +480,7 @@ impl RedisBackend {
         self.set_one(first_key, first_value.clone(), options)
             .await?;
         let ttl = options.ttl.map_or(0, ms);
-        let mode = match options.mode {
-            SetMode::Always => "always",
-            SetMode::IfAbsent => "nx",
-            SetMode::IfPresent => "xx",
-        };
+        let mode = script_mode(options.mode);
         let tag_keys: Vec<String> = options.tags.iter().map(|t| internal_key('t', t)).collect();
         let sha = self.inner.scripts.set_tagged.sha1().clone();
         for chunk in rest.chunks(BATCH) {
