@@ -510,6 +510,30 @@ impl RedisBackend {
         Ok(())
     }
 
+    /// The members of a tag set (ranks 0 to `stop`, -1 for all), and those
+    /// of them whose stored value still carries the tag.
+    async fn members(&self, tag: &str, stop: i64) -> Result<(Vec<String>, Vec<String>)> {
+        let tag_key = internal_key('t', tag);
+        let members: Vec<String> = self
+            .call(
+                "ZRANGE",
+                vec![
+                    Value::from(tag_key.as_str()),
+                    Value::from(0i64),
+                    Value::from(stop),
+                ],
+            )
+            .await?;
+        let values = self.get_all(&members).await?;
+        let live = members
+            .iter()
+            .zip(&values)
+            .filter(|(_, v)| v.as_deref().is_some_and(|v| has_tag(v, tag)))
+            .map(|(m, _)| m.clone())
+            .collect();
+        Ok((members, live))
+    }
+
     async fn invalidate_tag(&self, tag: &str) -> Result<u64> {
         let tag_key = internal_key('t', tag);
         let mut deleted = 0;
@@ -529,26 +553,10 @@ impl RedisBackend {
                 }
                 continue;
             }
-            let members: Vec<String> = self
-                .call(
-                    "ZRANGE",
-                    vec![
-                        Value::from(tag_key.as_str()),
-                        Value::from(0i64),
-                        Value::from(BATCH as i64 - 1),
-                    ],
-                )
-                .await?;
+            let (members, doomed) = self.members(tag, BATCH as i64 - 1).await?;
             if members.is_empty() {
                 return Ok(deleted);
             }
-            let values = self.get_all(&members).await?;
-            let doomed: Vec<String> = members
-                .iter()
-                .zip(&values)
-                .filter(|(_, v)| v.as_deref().is_some_and(|v| has_tag(v, tag)))
-                .map(|(m, _)| m.clone())
-                .collect();
             deleted += self.unlink_all(&doomed).await?;
             let mut args = vec![Value::from(tag_key.as_str())];
             args.extend(members.iter().map(|m| Value::from(m.as_str())));
@@ -756,24 +764,7 @@ impl Backend for RedisBackend {
 
     fn tag_members<'a>(&'a self, tag: &'a str, limit: usize) -> BoxFuture<'a, Result<Vec<String>>> {
         Box::pin(async move {
-            let tag_key = internal_key('t', tag);
-            let members: Vec<String> = self
-                .call(
-                    "ZRANGE",
-                    vec![
-                        Value::from(tag_key.as_str()),
-                        Value::from(0i64),
-                        Value::from(-1i64),
-                    ],
-                )
-                .await?;
-            let values = self.get_all(&members).await?;
-            let mut live: Vec<String> = members
-                .into_iter()
-                .zip(values)
-                .filter(|(_, v)| v.as_deref().is_some_and(|v| has_tag(v, tag)))
-                .map(|(m, _)| m)
-                .collect();
+            let (_, mut live) = self.members(tag, -1).await?;
             live.sort_unstable();
             live.truncate(limit);
             Ok(live)
