@@ -145,7 +145,8 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenS
     Ok(func.with_body(quote! {
         #bind
         let __larder_key: ::std::string::String = #key;
-        let __larder_tags: ::std::vec::Vec<::std::string::String> = ::std::vec![#(#tags),*];
+        // Tags are rendered only when a value is stored, not on every hit.
+        let __larder_tags = || -> ::std::vec::Vec<::std::string::String> { ::std::vec![#(#tags),*] };
         let __larder_fill = ::larder::__private::FillOptions {
             cache_none: #cache_none,
             lock: #lock,

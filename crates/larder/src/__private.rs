@@ -18,12 +18,12 @@ pub type RecacheFuture<'a> = Pin<Box<dyn Future<Output = Option<String>> + Send 
 
 /// The body of a `#[cache_read]` function.
 #[allow(clippy::too_many_arguments)]
-pub async fn read<O, Fut, C>(
+pub async fn read<O, Fut, C, T>(
     cache: Option<&Cache>,
     function: &'static str,
     key: &str,
     ttl: Ttl,
-    tags: Vec<String>,
+    tags: T,
     fill: &FillOptions,
     condition: C,
     body: Fut,
@@ -32,6 +32,7 @@ where
     O: Outcome,
     Fut: Future<Output = O>,
     C: FnOnce(&O::Subject) -> bool,
+    T: FnOnce() -> Vec<String>,
 {
     match cache {
         None => {
@@ -39,7 +40,7 @@ where
             body.await
         }
         Some(cache) => {
-            let write = || cache.write_options(&SetOptions::new().ttl(ttl).tags(tags));
+            let write = || cache.write_options(&SetOptions::new().ttl(ttl).tags(tags()));
             cache
                 .read_through(key, write, fill, condition, || body)
                 .await
