@@ -5,20 +5,34 @@
 //! url = "redis://localhost:6379/0"
 //! prefix = "svc"
 //! version = "v1"
-//! default_ttl = "5m"      # 300, "5m", "1h30m", "500ms"
+//! default_ttl = "5m"      # 300, "5m", "1h30m", "500ms"; at most 365d
 //! ttl_short = 30
 //! ttl_long = "1h"
 //! max_connections = 20
 //! codec = "json"
+//!
+//! # Optional profiles: chosen by LARDER_PROFILE or CacheConfig::load_profile,
+//! # applied over the settings above.
+//! [profile.development]
+//! url = "mem://"
+//!
+//! [profile.production]
+//! url = "redis://cache:6379/0"
+//! default_ttl = "10m"
 //! ```
 //!
 //! Environment: `LARDER_URL` (falling back to `CACHE_URL`, then
 //! `REDIS_URL`), `LARDER_PREFIX`, `LARDER_VERSION`, `LARDER_DEFAULT_TTL`,
-//! `LARDER_TTL_SHORT`, `LARDER_TTL_LONG`, `LARDER_MAX_CONNECTIONS`,
-//! `LARDER_CODEC`; `LARDER_CONFIG` names the file (default `./larder.toml`,
-//! read when present). Every invalid value is an [`Error::Config`] that names
-//! the field, where the value came from and what was expected.
+//! `LARDER_TTL_SHORT`, `LARDER_TTL_LONG` (falling back to the svc-infra
+//! names `CACHE_PREFIX`, `CACHE_VERSION`, `CACHE_TTL_DEFAULT`,
+//! `CACHE_TTL_SHORT`, `CACHE_TTL_LONG`), `LARDER_MAX_CONNECTIONS`,
+//! `LARDER_CODEC`, `LARDER_MAX_KEY_LENGTH`, `LARDER_MAX_VALUE_SIZE`; see
+//! [`ENV_VARS`]. `LARDER_CONFIG` names the file (default `./larder.toml`,
+//! read when present) and `LARDER_PROFILE` selects one of its profiles.
+//! Every invalid value is an [`Error::Config`] that names the field, where
+//! the value came from and what was expected.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 use std::time::Duration;
@@ -32,6 +46,45 @@ use crate::key::{DEFAULT_MAX_KEY_LENGTH, validate_namespace_part};
 
 const DURATION_EXPECTED: &str =
     "a positive duration such as `300` (seconds), `5m`, `1h30m` or `500ms`";
+
+/// What a TTL setting accepts; every TTL error says it.
+const TTL_EXPECTED: &str = "a positive duration of at most 365d (larder's MAX_TTL) such as \
+     `300` (seconds), `5m`, `1h30m` or `500ms`; for values that should live until deleted, \
+     write them with no expiry (Ttl::Never)";
+
+const URL_EXPECTED: &str = "a URL such as mem://, redis://host:6379/0 or sqlite://cache.db";
+const MAX_CONNECTIONS_EXPECTED: &str = "a whole number from 1 to 4294967295";
+const MAX_KEY_LENGTH_EXPECTED: &str = "a positive number of bytes";
+const MAX_VALUE_SIZE_EXPECTED: &str = "a size such as 1048576, 512KiB or 32MiB";
+
+/// The source named in errors about a profile the program chose.
+const CALLER: &str = "the caller";
+/// The source named in errors about a profile chosen by [`PROFILE_VAR`].
+const PROFILE_VAR_SOURCE: &str = "environment variable LARDER_PROFILE";
+
+/// The longest TTL larder accepts on any backend: 365 days.
+///
+/// Longer TTLs are refused with a clear error (an [`Error::Config`] naming
+/// the setting and where it came from); use no expiry
+/// ([`Ttl::Never`](crate::Ttl::Never)) for values that should live until
+/// deleted.
+pub const MAX_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// The environment variable naming the config file (default
+/// `./larder.toml`, read when present).
+pub const CONFIG_VAR: &str = "LARDER_CONFIG";
+
+/// The environment variable selecting a `[profile.<name>]` table of the
+/// config file (see [`CacheConfig::load`]).
+pub const PROFILE_VAR: &str = "LARDER_PROFILE";
+
+/// The file [`CacheConfig::load`] reads when [`CONFIG_VAR`] is unset.
+const DEFAULT_FILE: &str = "larder.toml";
+
+/// A usable TTL: positive and at most [`MAX_TTL`].
+fn ttl_in_range(ttl: Duration) -> bool {
+    !ttl.is_zero() && ttl <= MAX_TTL
+}
 
 /// Default value size limit: 32 MiB.
 pub const DEFAULT_MAX_VALUE_SIZE: usize = 32 * 1024 * 1024;
@@ -139,6 +192,9 @@ pub struct CacheConfig {
     pub max_key_length: usize,
     /// Largest encoded value accepted, in bytes.
     pub max_value_size: usize,
+    /// The `[profile.<name>]` table of the config file that was applied, if
+    /// any (see [`CacheConfig::load_profile`]).
+    pub profile: Option<String>,
 }
 
 impl Default for CacheConfig {
@@ -154,6 +210,7 @@ impl Default for CacheConfig {
             codec: Codec::Json,
             max_key_length: DEFAULT_MAX_KEY_LENGTH,
             max_value_size: DEFAULT_MAX_VALUE_SIZE,
+            profile: None,
         }
     }
 }
@@ -171,6 +228,7 @@ impl fmt::Debug for CacheConfig {
             .field("codec", &self.codec)
             .field("max_key_length", &self.max_key_length)
             .field("max_value_size", &self.max_value_size)
+            .field("profile", &self.profile)
             .finish()
     }
 }
@@ -192,6 +250,8 @@ impl Scalar {
     }
 }
 
+/// The settings of a TOML document, or of one `[profile.<name>]` table of
+/// it, with their positions.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
@@ -205,6 +265,47 @@ struct FileConfig {
     codec: Option<Spanned<Scalar>>,
     max_key_length: Option<Spanned<Scalar>>,
     max_value_size: Option<Spanned<Scalar>>,
+    /// `[profile.<name>]` tables; only allowed at the top level.
+    profile: Option<Spanned<BTreeMap<String, FileConfig>>>,
+}
+
+impl FileConfig {
+    /// Apply the settings (not the profiles); `source` turns a byte offset
+    /// into the source named in errors.
+    fn apply_to(self, config: &mut CacheConfig, source: impl Fn(usize) -> String) -> Result<()> {
+        let text_fields = [
+            ("url", self.url),
+            ("prefix", self.prefix),
+            ("version", self.version),
+        ];
+        for (field, value) in text_fields {
+            if let Some(v) = value {
+                apply(config, field, v.get_ref(), &source(v.span().start))?;
+            }
+        }
+        let scalar_fields = [
+            ("default_ttl", self.default_ttl),
+            ("ttl_short", self.ttl_short),
+            ("ttl_long", self.ttl_long),
+            ("max_connections", self.max_connections),
+            ("codec", self.codec),
+            ("max_key_length", self.max_key_length),
+            ("max_value_size", self.max_value_size),
+        ];
+        for (field, value) in scalar_fields {
+            if let Some(v) = value {
+                apply(config, field, &v.get_ref().shown(), &source(v.span().start))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A profile to apply, with where the choice came from (named in errors).
+#[derive(Clone, Copy)]
+struct ProfileChoice<'a> {
+    name: &'a str,
+    source: &'a str,
 }
 
 /// Apply one textual setting; shared by the file and the environment so
@@ -213,14 +314,8 @@ fn apply(config: &mut CacheConfig, field: &str, raw: &str, source: &str) -> Resu
     let bad = |expected: &str| Error::config(field, source, expected, raw);
     match field {
         "url" => {
-            crate::url::BackendUrl::parse(raw).map_err(|_| {
-                Error::config(
-                    field,
-                    source,
-                    "a URL such as mem://, redis://host:6379/0 or sqlite://cache.db",
-                    crate::url::mask(raw),
-                )
-            })?;
+            crate::url::BackendUrl::parse(raw)
+                .map_err(|_| Error::config(field, source, URL_EXPECTED, crate::url::mask(raw)))?;
             config.url = Some(raw.to_owned());
         }
         "prefix" | "version" => {
@@ -233,8 +328,8 @@ fn apply(config: &mut CacheConfig, field: &str, raw: &str, source: &str) -> Resu
         }
         "default_ttl" | "ttl_short" | "ttl_long" => {
             let ttl = parse_duration(raw)
-                .filter(|d| !d.is_zero())
-                .ok_or_else(|| bad(DURATION_EXPECTED))?;
+                .filter(|d| ttl_in_range(*d))
+                .ok_or_else(|| bad(TTL_EXPECTED))?;
             match field {
                 "default_ttl" => config.default_ttl = ttl,
                 "ttl_short" => config.ttl_short = ttl,
@@ -247,7 +342,7 @@ fn apply(config: &mut CacheConfig, field: &str, raw: &str, source: &str) -> Resu
                 .parse()
                 .ok()
                 .filter(|n| *n > 0)
-                .ok_or_else(|| bad("a whole number from 1 to 4294967295"))?;
+                .ok_or_else(|| bad(MAX_CONNECTIONS_EXPECTED))?;
         }
         "codec" => {
             config.codec = match raw.trim().to_ascii_lowercase().as_str() {
@@ -271,122 +366,326 @@ fn apply(config: &mut CacheConfig, field: &str, raw: &str, source: &str) -> Resu
                 .parse()
                 .ok()
                 .filter(|n| *n > 0)
-                .ok_or_else(|| bad("a positive number of bytes"))?;
+                .ok_or_else(|| bad(MAX_KEY_LENGTH_EXPECTED))?;
         }
         "max_value_size" => {
             config.max_value_size = parse_size(raw)
                 .filter(|n| *n > 0)
                 .and_then(|n| usize::try_from(n).ok())
-                .ok_or_else(|| bad("a size such as 1048576, 512KiB or 32MiB"))?;
+                .ok_or_else(|| bad(MAX_VALUE_SIZE_EXPECTED))?;
         }
         _ => return Err(bad("a known setting")),
     }
     Ok(())
 }
 
-/// Environment variables read by [`CacheConfig::merge_env`], with the field
-/// each sets.
-pub const ENV_VARS: &[(&str, &str)] = &[
-    ("LARDER_PREFIX", "prefix"),
-    ("LARDER_VERSION", "version"),
-    ("LARDER_DEFAULT_TTL", "default_ttl"),
-    ("LARDER_TTL_SHORT", "ttl_short"),
-    ("LARDER_TTL_LONG", "ttl_long"),
-    ("LARDER_MAX_CONNECTIONS", "max_connections"),
-    ("LARDER_CODEC", "codec"),
-    ("LARDER_MAX_KEY_LENGTH", "max_key_length"),
-    ("LARDER_MAX_VALUE_SIZE", "max_value_size"),
-];
-
-/// URL variables, first set wins.
+/// URL variables, first set wins: larder's own, then the svc-infra name,
+/// then the Redis convention.
 pub const URL_VARS: &[&str] = &["LARDER_URL", "CACHE_URL", "REDIS_URL"];
+
+/// Environment variables read by [`CacheConfig::merge_env`]: each field with
+/// the variables that set it, in order of precedence. The first one that is
+/// set (and not empty) wins, so a `LARDER_*` name beats its svc-infra
+/// `CACHE_*` fallback, and errors name the variable actually used.
+pub const ENV_VARS: &[(&str, &[&str])] = &[
+    ("url", URL_VARS),
+    ("prefix", &["LARDER_PREFIX", "CACHE_PREFIX"]),
+    ("version", &["LARDER_VERSION", "CACHE_VERSION"]),
+    ("default_ttl", &["LARDER_DEFAULT_TTL", "CACHE_TTL_DEFAULT"]),
+    ("ttl_short", &["LARDER_TTL_SHORT", "CACHE_TTL_SHORT"]),
+    ("ttl_long", &["LARDER_TTL_LONG", "CACHE_TTL_LONG"]),
+    ("max_connections", &["LARDER_MAX_CONNECTIONS"]),
+    ("codec", &["LARDER_CODEC"]),
+    ("max_key_length", &["LARDER_MAX_KEY_LENGTH"]),
+    ("max_value_size", &["LARDER_MAX_VALUE_SIZE"]),
+];
 
 impl CacheConfig {
     /// Defaults, then the file named by `LARDER_CONFIG` (or `./larder.toml`
-    /// when it exists), then the process environment.
+    /// when it exists) with the profile `LARDER_PROFILE` names, if any, then
+    /// the process environment.
     pub fn load() -> Result<Self> {
-        let env = |name: &str| std::env::var(name).ok();
-        let file = env("LARDER_CONFIG");
-        let path = match &file {
-            Some(p) => Some(Path::new(p)),
-            None => Some(Path::new("larder.toml")).filter(|p| p.exists()),
-        };
-        Self::from_sources(path, env)
+        Self::load_with(None)
     }
 
-    /// Defaults, then `file` (if given), then the variables `env` returns.
-    /// Tests pass their own `env` instead of touching the process.
+    /// Like [`CacheConfig::load`], with the `[profile.<name>]` table
+    /// `profile` of the file applied over its base settings, whatever
+    /// `LARDER_PROFILE` says. An unknown profile, or no config file at all,
+    /// is an error.
+    pub fn load_profile(profile: &str) -> Result<Self> {
+        Self::load_with(Some(profile))
+    }
+
+    fn load_with(profile: Option<&str>) -> Result<Self> {
+        let env = |name: &str| std::env::var(name).ok();
+        if let Some(file) = env(CONFIG_VAR) {
+            return Self::assemble(Some(Path::new(&file)), "", profile, env);
+        }
+        let default = Path::new(DEFAULT_FILE);
+        if default.exists() {
+            return Self::assemble(Some(default), "", profile, env);
+        }
+        let dir = std::env::current_dir().map_or_else(
+            |_| "the current directory".to_owned(),
+            |d| d.display().to_string(),
+        );
+        let looked = format!("looked for {DEFAULT_FILE} in {dir}; {CONFIG_VAR} is unset");
+        Self::assemble(None, &looked, profile, env)
+    }
+
+    /// Defaults, then `file` (if given) with the profile `LARDER_PROFILE`
+    /// names (as `env` returns it), then the variables `env` returns. Tests
+    /// pass their own `env` instead of touching the process.
     pub fn from_sources(file: Option<&Path>, env: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        Self::assemble(
+            file,
+            "no file was passed to CacheConfig::from_sources",
+            None,
+            env,
+        )
+    }
+
+    /// Defaults, then `file` (if given) with a profile applied over its base
+    /// settings, then the variables `env` returns. `Some(profile)` chooses
+    /// the profile and overrides `LARDER_PROFILE`; `None` leaves the choice
+    /// to `LARDER_PROFILE` as `env` returns it (no profile when unset).
+    pub fn from_sources_with_profile(
+        file: Option<&Path>,
+        profile: Option<&str>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self> {
+        Self::assemble(
+            file,
+            "no file was passed to CacheConfig::from_sources_with_profile",
+            profile,
+            env,
+        )
+    }
+
+    /// The common part of the constructors; `looked` says where a file was
+    /// searched for when `file` is `None`.
+    fn assemble(
+        file: Option<&Path>,
+        looked: &str,
+        profile: Option<&str>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self> {
+        let from_env = env(PROFILE_VAR).filter(|v| !v.trim().is_empty());
+        let choice = match profile {
+            Some(name) => Some(ProfileChoice {
+                name,
+                source: CALLER,
+            }),
+            None => from_env.as_deref().map(|name| ProfileChoice {
+                name,
+                source: PROFILE_VAR_SOURCE,
+            }),
+        };
         let mut config = CacheConfig::default();
-        if let Some(path) = file {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                Error::config(
-                    "config file",
-                    path.display().to_string(),
-                    "a readable TOML file",
-                    e.to_string(),
-                )
-            })?;
-            config.merge_toml(&text, &path.display().to_string())?;
+        match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    Error::config(
+                        "config file",
+                        path.display().to_string(),
+                        "a readable TOML file",
+                        e.to_string(),
+                    )
+                })?;
+                config.merge_file(&text, &path.display().to_string(), choice)?;
+            }
+            None => {
+                if let Some(choice) = choice {
+                    return Err(Error::config(
+                        "profile",
+                        choice.source,
+                        format!(
+                            "the name of a [profile.<name>] table in a config file, but no \
+                             config file was found ({looked})"
+                        ),
+                        choice.name,
+                    ));
+                }
+            }
         }
         config.merge_env(env)?;
         Ok(config)
     }
 
     /// Apply the settings of a TOML document; `file_name` appears in errors.
+    /// Its `[profile.<name>]` tables are checked but not applied.
     pub fn merge_toml(&mut self, text: &str, file_name: &str) -> Result<()> {
+        self.merge_file(text, file_name, None)
+    }
+
+    /// Apply the settings of a TOML document, then, when `profile` is
+    /// given, its `[profile.<name>]` table of that name (an error when the
+    /// document has none; the error names the caller as the source).
+    /// `file_name` appears in errors; [`CacheConfig::profile`] records the
+    /// profile applied.
+    pub fn merge_toml_profile(
+        &mut self,
+        text: &str,
+        file_name: &str,
+        profile: Option<&str>,
+    ) -> Result<()> {
+        let choice = profile.map(|name| ProfileChoice {
+            name,
+            source: CALLER,
+        });
+        self.merge_file(text, file_name, choice)
+    }
+
+    fn merge_file(
+        &mut self,
+        text: &str,
+        file_name: &str,
+        choice: Option<ProfileChoice<'_>>,
+    ) -> Result<()> {
         let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
-        let file: FileConfig = toml::from_str(text).map_err(|e| {
-            let at = e
-                .span()
-                .map_or_else(|| file_name.to_owned(), |s| format!("{file_name} line {}", line_of(s.start)));
+        let mut file: FileConfig = toml::from_str(text).map_err(|e| {
+            let at = e.span().map_or_else(
+                || file_name.to_owned(),
+                |s| format!("{file_name} line {}", line_of(s.start)),
+            );
             Error::config(
                 "config file",
                 at,
-                "valid larder settings (url, prefix, version, default_ttl, ttl_short, ttl_long, max_connections, codec, max_key_length, max_value_size)",
+                "valid larder settings (url, prefix, version, default_ttl, ttl_short, ttl_long, \
+                 max_connections, codec, max_key_length, max_value_size), and [profile.<name>] \
+                 tables of the same settings",
                 e.message().to_owned(),
             )
         })?;
-        let text_fields = [
-            ("url", file.url),
-            ("prefix", file.prefix),
-            ("version", file.version),
-        ];
-        for (field, value) in text_fields {
-            if let Some(v) = value {
-                let source = format!("{file_name} line {}", line_of(v.span().start));
-                apply(self, field, v.get_ref(), &source)?;
+        let mut profiles = file
+            .profile
+            .take()
+            .map(Spanned::into_inner)
+            .unwrap_or_default();
+        for (name, table) in &profiles {
+            if let Some(nested) = &table.profile {
+                return Err(Error::config(
+                    "profile",
+                    format!(
+                        "{file_name} line {} (profile {name})",
+                        line_of(nested.span().start)
+                    ),
+                    "settings only: profiles cannot be nested",
+                    format!("[profile.{name}.profile]"),
+                ));
             }
         }
-        let scalar_fields = [
-            ("default_ttl", file.default_ttl),
-            ("ttl_short", file.ttl_short),
-            ("ttl_long", file.ttl_long),
-            ("max_connections", file.max_connections),
-            ("codec", file.codec),
-            ("max_key_length", file.max_key_length),
-            ("max_value_size", file.max_value_size),
-        ];
-        for (field, value) in scalar_fields {
-            if let Some(v) = value {
-                let source = format!("{file_name} line {}", line_of(v.span().start));
-                apply(self, field, &v.get_ref().shown(), &source)?;
+        let selected = match choice {
+            None => None,
+            Some(choice) => match profiles.remove(choice.name) {
+                Some(table) => Some((choice.name, table)),
+                None => {
+                    let expected = if profiles.is_empty() {
+                        format!(
+                            "the name of a [profile.<name>] table, but {file_name} defines no \
+                             profiles"
+                        )
+                    } else {
+                        let names: Vec<&str> = profiles.keys().map(String::as_str).collect();
+                        format!(
+                            "one of: {} (the [profile.<name>] tables of {file_name})",
+                            names.join(", ")
+                        )
+                    };
+                    return Err(Error::config(
+                        "profile",
+                        choice.source,
+                        expected,
+                        choice.name,
+                    ));
+                }
+            },
+        };
+        file.apply_to(self, |offset| {
+            format!("{file_name} line {}", line_of(offset))
+        })?;
+        if let Some((name, table)) = selected {
+            table.apply_to(self, |offset| {
+                format!("{file_name} line {} (profile {name})", line_of(offset))
+            })?;
+            self.profile = Some(name.to_owned());
+        }
+        Ok(())
+    }
+
+    /// Apply the variables of [`ENV_VARS`] that `env` returns, for each
+    /// field the first one set. Empty values count as unset.
+    pub fn merge_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<()> {
+        let get = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+        for (field, names) in ENV_VARS {
+            if let Some((name, value)) = names.iter().find_map(|n| get(n).map(|v| (*n, v))) {
+                apply(self, field, &value, &format!("environment variable {name}"))?;
             }
         }
         Ok(())
     }
 
-    /// Apply the `LARDER_*` variables (and the URL fallbacks) that `env`
-    /// returns. Empty values count as unset.
-    pub fn merge_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<()> {
-        let get = |name: &str| env(name).filter(|v| !v.trim().is_empty());
-        if let Some((name, url)) = URL_VARS.iter().find_map(|n| get(n).map(|v| (*n, v))) {
-            apply(self, "url", &url, &format!("environment variable {name}"))?;
+    /// Check every setting, as the file and environment loaders do: a
+    /// parseable URL, prefix and version of 1 to 64 characters out of
+    /// `A-Z a-z 0-9 - _ .`, TTLs above zero and at most [`MAX_TTL`], and a
+    /// positive pool size, key length and value size. Errors name the field
+    /// with the source `the configuration`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use larder_core::config::{CacheConfig, MAX_TTL};
+    /// assert!(CacheConfig::default().validate().is_ok());
+    /// let config = CacheConfig {
+    ///     ttl_long: MAX_TTL + Duration::from_secs(1),
+    ///     ..CacheConfig::default()
+    /// };
+    /// assert!(config.validate().is_err());
+    /// ```
+    pub fn validate(&self) -> Result<()> {
+        const SOURCE: &str = "the configuration";
+        if let Some(url) = &self.url {
+            crate::url::BackendUrl::parse(url)
+                .map_err(|_| Error::config("url", SOURCE, URL_EXPECTED, crate::url::mask(url)))?;
         }
-        for (name, field) in ENV_VARS {
-            if let Some(value) = get(name) {
-                apply(self, field, &value, &format!("environment variable {name}"))?;
+        validate_namespace_part("prefix", &self.prefix, SOURCE)?;
+        validate_namespace_part("version", &self.version, SOURCE)?;
+        for (field, ttl) in [
+            ("default_ttl", self.default_ttl),
+            ("ttl_short", self.ttl_short),
+            ("ttl_long", self.ttl_long),
+        ] {
+            if !ttl_in_range(ttl) {
+                return Err(Error::config(
+                    field,
+                    SOURCE,
+                    TTL_EXPECTED,
+                    format!("{ttl:?}"),
+                ));
             }
+        }
+        if self.max_connections == 0 {
+            return Err(Error::config(
+                "max_connections",
+                SOURCE,
+                MAX_CONNECTIONS_EXPECTED,
+                "0",
+            ));
+        }
+        if self.max_key_length == 0 {
+            return Err(Error::config(
+                "max_key_length",
+                SOURCE,
+                MAX_KEY_LENGTH_EXPECTED,
+                "0",
+            ));
+        }
+        if self.max_value_size == 0 {
+            return Err(Error::config(
+                "max_value_size",
+                SOURCE,
+                MAX_VALUE_SIZE_EXPECTED,
+                "0",
+            ));
         }
         Ok(())
     }
@@ -574,5 +873,556 @@ mod tests {
         let text = serde_json::to_string(&c).unwrap();
         let back: CacheConfig = serde_json::from_str(&text).unwrap();
         assert_eq!(back, c);
+    }
+    /// The parts of an [`Error::Config`], or a panic naming the other kind.
+    fn config_error(err: &Error) -> (&str, &str, &str, &str) {
+        let Error::Config {
+            field,
+            source_name,
+            expected,
+            got,
+        } = err
+        else {
+            panic!("not a config error: {err:?}")
+        };
+        (field, source_name, expected, got)
+    }
+
+    const PROFILES: &str = "prefix = \"svc\"\n\
+        default_ttl = \"5m\"\n\
+        \n\
+        [profile.development]\n\
+        url = \"mem://\"\n\
+        \n\
+        [profile.production]\n\
+        url = \"redis://cache:6379/0\"\n\
+        default_ttl = \"10m\"\n";
+
+    /// A config file in the temporary directory, removed when dropped.
+    struct TempFile(std::path::PathBuf);
+
+    impl TempFile {
+        fn new(name: &str, text: &str) -> Self {
+            let path = std::env::temp_dir()
+                .join(format!("larder-config-{}-{name}.toml", std::process::id()));
+            std::fs::write(&path, text).unwrap();
+            TempFile(path)
+        }
+    }
+
+    impl Drop for TempFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    #[test]
+    fn max_ttl_is_365_days() {
+        assert_eq!(MAX_TTL, Duration::from_secs(31_536_000));
+        assert_eq!(parse_duration("365d"), Some(MAX_TTL));
+    }
+
+    #[test]
+    fn env_ttl_past_the_limit_is_a_config_error() {
+        for (var, want) in [
+            ("LARDER_DEFAULT_TTL", "default_ttl"),
+            ("LARDER_TTL_SHORT", "ttl_short"),
+            ("LARDER_TTL_LONG", "ttl_long"),
+        ] {
+            for raw in ["18446744073709551615", "366d", "365d1s", "8761h"] {
+                let err = CacheConfig::from_sources(None, env(&[(var, raw)])).unwrap_err();
+                let (field, source, expected, got) = config_error(&err);
+                assert_eq!(field, want);
+                assert_eq!(source, format!("environment variable {var}"));
+                assert!(expected.contains("at most 365d"), "{expected}");
+                assert!(expected.contains("no expiry"), "{expected}");
+                assert_eq!(got, raw);
+            }
+        }
+        // Too many digits for a u64 is the same error, not a panic.
+        let err = CacheConfig::from_sources(
+            None,
+            env(&[("LARDER_DEFAULT_TTL", "99999999999999999999999")]),
+        )
+        .unwrap_err();
+        assert!(config_error(&err).2.contains("365d"));
+    }
+
+    #[test]
+    fn ttl_of_exactly_the_limit_is_accepted() {
+        let c = CacheConfig::from_sources(
+            None,
+            env(&[
+                ("LARDER_DEFAULT_TTL", "365d"),
+                ("LARDER_TTL_SHORT", "31536000"),
+                ("LARDER_TTL_LONG", "8760h"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.default_ttl, MAX_TTL);
+        assert_eq!(c.ttl_short, MAX_TTL);
+        assert_eq!(c.ttl_long, MAX_TTL);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn file_ttl_past_the_limit_names_the_line() {
+        let mut c = CacheConfig::default();
+        let err = c
+            .merge_toml("prefix = \"svc\"\nttl_long = \"400d\"\n", "larder.toml")
+            .unwrap_err();
+        let (field, source, expected, got) = config_error(&err);
+        assert_eq!(field, "ttl_long");
+        assert_eq!(source, "larder.toml line 2");
+        assert!(expected.contains("at most 365d"), "{expected}");
+        assert_eq!(got, "400d");
+        let err = c
+            .merge_toml("default_ttl = 31536001\n", "larder.toml")
+            .unwrap_err();
+        assert_eq!(config_error(&err).0, "default_ttl");
+        assert_eq!(config_error(&err).1, "larder.toml line 1");
+    }
+
+    #[test]
+    fn validate_accepts_the_defaults() {
+        CacheConfig::default().validate().unwrap();
+        CacheConfig {
+            url: Some("redis://app:secret@db:6379/0".into()),
+            default_ttl: MAX_TTL,
+            ..CacheConfig::default()
+        }
+        .validate()
+        .unwrap();
+    }
+
+    #[test]
+    fn validate_checks_every_field() {
+        let too_long = MAX_TTL + Duration::from_millis(1);
+        let cases: Vec<(&str, CacheConfig)> = vec![
+            (
+                "url",
+                CacheConfig {
+                    url: Some("nope".into()),
+                    ..CacheConfig::default()
+                },
+            ),
+            (
+                "prefix",
+                CacheConfig {
+                    prefix: "a:b".into(),
+                    ..CacheConfig::default()
+                },
+            ),
+            (
+                "prefix",
+                CacheConfig {
+                    prefix: String::new(),
+                    ..CacheConfig::default()
+                },
+            ),
+            (
+                "version",
+                CacheConfig {
+                    version: "v 1".into(),
+                    ..CacheConfig::default()
+                },
+            ),
+            (
+                "default_ttl",
+                CacheConfig {
+                    default_ttl: Duration::ZERO,
+                    ..CacheConfig::default()
+                },
+            ),
+            (
+                "default_ttl",
+                CacheConfig {
+                    default_ttl: too_long,
+                    ..CacheConfig::default()
+                },
+            ),
+            (
+                "ttl_short",
+                CacheConfig {
+                    ttl_short: Duration::ZERO,
+                    ..CacheConfig::default()
+                },
+            ),
+            (
+                "ttl_short",
+                CacheConfig {
+                    ttl_short: Duration::MAX,
+                    ..CacheConfig::default()
+                },
+            ),
+            (
+                "ttl_long",
+                CacheConfig {
+                    ttl_long: Duration::ZERO,
+                    ..CacheConfig::default()
+                },
+            ),
+            (
+                "ttl_long",
+                CacheConfig {
+                    ttl_long: too_long,
+                    ..CacheConfig::default()
+                },
+            ),
+            (
+                "max_connections",
+                CacheConfig {
+                    max_connections: 0,
+                    ..CacheConfig::default()
+                },
+            ),
+            (
+                "max_key_length",
+                CacheConfig {
+                    max_key_length: 0,
+                    ..CacheConfig::default()
+                },
+            ),
+            (
+                "max_value_size",
+                CacheConfig {
+                    max_value_size: 0,
+                    ..CacheConfig::default()
+                },
+            ),
+        ];
+        for (want, config) in cases {
+            let err = config.validate().unwrap_err();
+            let (field, source, expected, _) = config_error(&err);
+            assert_eq!(field, want, "{err}");
+            assert_eq!(source, "the configuration", "{err}");
+            assert!(!expected.is_empty());
+            if want.contains("ttl") {
+                assert!(expected.contains("at most 365d"), "{expected}");
+            }
+        }
+    }
+
+    #[test]
+    fn validate_masks_the_password_of_a_bad_url() {
+        let c = CacheConfig {
+            url: Some("re dis://app:hunter2@db:6379/0".into()),
+            ..CacheConfig::default()
+        };
+        let err = c.validate().unwrap_err();
+        assert_eq!(config_error(&err).0, "url");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn without_a_profile_the_profile_tables_are_not_applied() {
+        let mut c = CacheConfig::default();
+        c.merge_toml(PROFILES, "larder.toml").unwrap();
+        assert_eq!(c.prefix, "svc");
+        assert_eq!(c.default_ttl, Duration::from_secs(300));
+        assert_eq!(c.url, None);
+        assert_eq!(c.profile, None);
+        let mut same = CacheConfig::default();
+        same.merge_toml_profile(PROFILES, "larder.toml", None)
+            .unwrap();
+        assert_eq!(same, c);
+    }
+
+    #[test]
+    fn a_profile_overrides_the_base_settings() {
+        let mut c = CacheConfig::default();
+        c.merge_toml_profile(PROFILES, "larder.toml", Some("production"))
+            .unwrap();
+        assert_eq!(c.prefix, "svc", "base settings stay");
+        assert_eq!(c.url.as_deref(), Some("redis://cache:6379/0"));
+        assert_eq!(c.default_ttl, Duration::from_secs(600));
+        assert_eq!(c.profile.as_deref(), Some("production"));
+        assert!(format!("{c:?}").contains("profile: Some(\"production\")"));
+
+        let mut d = CacheConfig::default();
+        d.merge_toml_profile(PROFILES, "larder.toml", Some("development"))
+            .unwrap();
+        assert_eq!(d.url.as_deref(), Some("mem://"));
+        assert_eq!(d.default_ttl, Duration::from_secs(300), "base TTL kept");
+        assert_eq!(d.profile.as_deref(), Some("development"));
+    }
+
+    #[test]
+    fn a_bad_profile_value_names_the_line_and_the_profile() {
+        let text = "prefix = \"svc\"\n\
+            \n\
+            [profile.development]\n\
+            url = \"mem://\"\n\
+            \n\
+            [profile.production]\n\
+            default_ttl = \"soon\"\n";
+        let mut c = CacheConfig::default();
+        let err = c
+            .merge_toml_profile(text, "larder.toml", Some("production"))
+            .unwrap_err();
+        let (field, source, _, got) = config_error(&err);
+        assert_eq!(field, "default_ttl");
+        assert_eq!(source, "larder.toml line 7 (profile production)");
+        assert_eq!(got, "soon");
+        // Not selected: the value is not applied, so not an error.
+        CacheConfig::default()
+            .merge_toml_profile(text, "larder.toml", Some("development"))
+            .unwrap();
+        let err = CacheConfig::default()
+            .merge_toml_profile(
+                "[profile.production]\nttl_long = \"400d\"\n",
+                "larder.toml",
+                Some("production"),
+            )
+            .unwrap_err();
+        assert_eq!(config_error(&err).0, "ttl_long");
+        assert_eq!(
+            config_error(&err).1,
+            "larder.toml line 2 (profile production)"
+        );
+    }
+
+    #[test]
+    fn an_unknown_key_in_a_profile_is_an_error() {
+        let text = "prefix = \"svc\"\n[profile.production]\ndefualt_ttl = \"5m\"\n";
+        for profile in [None, Some("production")] {
+            let err = CacheConfig::default()
+                .merge_toml_profile(text, "larder.toml", profile)
+                .unwrap_err();
+            let (field, source, _, got) = config_error(&err);
+            assert_eq!(field, "config file");
+            assert_eq!(source, "larder.toml line 3");
+            assert!(got.contains("defualt_ttl"), "{got}");
+        }
+    }
+
+    #[test]
+    fn profiles_cannot_be_nested() {
+        let text = "[profile.production]\nurl = \"mem://\"\n[profile.production.profile.x]\nprefix = \"a\"\n";
+        let err = CacheConfig::default()
+            .merge_toml(text, "larder.toml")
+            .unwrap_err();
+        let (field, source, expected, _) = config_error(&err);
+        assert_eq!(field, "profile");
+        assert!(source.contains("(profile production)"), "{source}");
+        assert!(expected.contains("cannot be nested"), "{expected}");
+    }
+
+    #[test]
+    fn an_unknown_profile_lists_the_defined_ones() {
+        let err = CacheConfig::default()
+            .merge_toml_profile(PROFILES, "larder.toml", Some("staging"))
+            .unwrap_err();
+        let (field, source, expected, got) = config_error(&err);
+        assert_eq!(field, "profile");
+        assert_eq!(source, "the caller");
+        assert!(
+            expected.starts_with("one of: development, production"),
+            "{expected}"
+        );
+        assert_eq!(got, "staging");
+
+        let err = CacheConfig::default()
+            .merge_toml_profile("prefix = \"svc\"\n", "larder.toml", Some("production"))
+            .unwrap_err();
+        let (field, _, expected, _) = config_error(&err);
+        assert_eq!(field, "profile");
+        assert!(expected.contains("defines no profiles"), "{expected}");
+    }
+
+    #[test]
+    fn larder_profile_selects_the_profile() {
+        let file = TempFile::new("env-profile", PROFILES);
+        let c = CacheConfig::from_sources(Some(&file.0), env(&[("LARDER_PROFILE", "production")]))
+            .unwrap();
+        assert_eq!(c.url.as_deref(), Some("redis://cache:6379/0"));
+        assert_eq!(c.default_ttl, Duration::from_secs(600));
+        assert_eq!(c.profile.as_deref(), Some("production"));
+
+        let none =
+            CacheConfig::from_sources(Some(&file.0), env(&[("LARDER_PROFILE", "")])).unwrap();
+        assert_eq!(none.profile, None, "an empty LARDER_PROFILE is unset");
+        assert_eq!(none.url, None);
+
+        let err = CacheConfig::from_sources(Some(&file.0), env(&[("LARDER_PROFILE", "prod")]))
+            .unwrap_err();
+        let (field, source, expected, got) = config_error(&err);
+        assert_eq!(field, "profile");
+        assert_eq!(source, "environment variable LARDER_PROFILE");
+        assert!(
+            expected.starts_with("one of: development, production"),
+            "{expected}"
+        );
+        assert_eq!(got, "prod");
+    }
+
+    #[test]
+    fn the_environment_overrides_the_profile_and_the_caller_overrides_larder_profile() {
+        let file = TempFile::new("precedence", PROFILES);
+        let c = CacheConfig::from_sources_with_profile(
+            Some(&file.0),
+            Some("development"),
+            env(&[
+                ("LARDER_PROFILE", "production"),
+                ("LARDER_DEFAULT_TTL", "1m"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.profile.as_deref(), Some("development"));
+        assert_eq!(c.url.as_deref(), Some("mem://"));
+        assert_eq!(
+            c.default_ttl,
+            Duration::from_secs(60),
+            "env beats the profile"
+        );
+
+        let c = CacheConfig::from_sources_with_profile(
+            Some(&file.0),
+            None,
+            env(&[("LARDER_PROFILE", "production")]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.profile.as_deref(),
+            Some("production"),
+            "None defers to LARDER_PROFILE"
+        );
+
+        let err = CacheConfig::from_sources_with_profile(Some(&file.0), Some("qa"), env(&[]))
+            .unwrap_err();
+        assert_eq!(config_error(&err).1, "the caller");
+    }
+
+    #[test]
+    fn a_profile_without_a_config_file_is_an_error() {
+        let err =
+            CacheConfig::from_sources(None, env(&[("LARDER_PROFILE", "production")])).unwrap_err();
+        let (field, source, expected, got) = config_error(&err);
+        assert_eq!(field, "profile");
+        assert_eq!(source, "environment variable LARDER_PROFILE");
+        assert!(expected.contains("no config file was found"), "{expected}");
+        assert!(expected.contains("from_sources"), "{expected}");
+        assert_eq!(got, "production");
+
+        let err =
+            CacheConfig::from_sources_with_profile(None, Some("production"), env(&[])).unwrap_err();
+        assert_eq!(config_error(&err).1, "the caller");
+        assert!(config_error(&err).2.contains("no config file was found"));
+        // No profile, no file: just the defaults.
+        assert_eq!(
+            CacheConfig::from_sources_with_profile(None, None, env(&[])).unwrap(),
+            CacheConfig::default()
+        );
+    }
+
+    #[test]
+    fn svc_infra_names_are_fallbacks() {
+        let c = CacheConfig::from_sources(
+            None,
+            env(&[
+                ("CACHE_PREFIX", "infra"),
+                ("CACHE_VERSION", "v9"),
+                ("CACHE_TTL_DEFAULT", "2m"),
+                ("CACHE_TTL_SHORT", "5"),
+                ("CACHE_TTL_LONG", "2h"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.prefix, "infra");
+        assert_eq!(c.version, "v9");
+        assert_eq!(c.default_ttl, Duration::from_secs(120));
+        assert_eq!(c.ttl_short, Duration::from_secs(5));
+        assert_eq!(c.ttl_long, Duration::from_secs(7200));
+    }
+
+    #[test]
+    fn larder_names_beat_svc_infra_names() {
+        let c = CacheConfig::from_sources(
+            None,
+            env(&[
+                ("LARDER_PREFIX", "mine"),
+                ("CACHE_PREFIX", "infra"),
+                ("LARDER_VERSION", "v2"),
+                ("CACHE_VERSION", "v9"),
+                ("LARDER_DEFAULT_TTL", "1m"),
+                ("CACHE_TTL_DEFAULT", "2m"),
+                ("LARDER_TTL_SHORT", "3"),
+                ("CACHE_TTL_SHORT", "5"),
+                ("LARDER_TTL_LONG", "3h"),
+                ("CACHE_TTL_LONG", "2h"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.prefix, "mine");
+        assert_eq!(c.version, "v2");
+        assert_eq!(c.default_ttl, Duration::from_secs(60));
+        assert_eq!(c.ttl_short, Duration::from_secs(3));
+        assert_eq!(c.ttl_long, Duration::from_secs(10_800));
+        // An empty LARDER_ name counts as unset.
+        let c = CacheConfig::from_sources(
+            None,
+            env(&[("LARDER_PREFIX", " "), ("CACHE_PREFIX", "infra")]),
+        )
+        .unwrap();
+        assert_eq!(c.prefix, "infra");
+    }
+
+    #[test]
+    fn errors_name_the_variable_used() {
+        let err =
+            CacheConfig::from_sources(None, env(&[("CACHE_TTL_DEFAULT", "soon")])).unwrap_err();
+        assert_eq!(config_error(&err).0, "default_ttl");
+        assert_eq!(
+            config_error(&err).1,
+            "environment variable CACHE_TTL_DEFAULT"
+        );
+        let err = CacheConfig::from_sources(
+            None,
+            env(&[("LARDER_TTL_LONG", "400d"), ("CACHE_TTL_LONG", "1h")]),
+        )
+        .unwrap_err();
+        assert_eq!(config_error(&err).1, "environment variable LARDER_TTL_LONG");
+        let err = CacheConfig::from_sources(None, env(&[("CACHE_PREFIX", "a:b")])).unwrap_err();
+        assert_eq!(config_error(&err).0, "prefix");
+        assert_eq!(config_error(&err).1, "environment variable CACHE_PREFIX");
+    }
+
+    #[test]
+    fn env_vars_lists_every_setting_once() {
+        let fields: Vec<&str> = ENV_VARS.iter().map(|(field, _)| *field).collect();
+        assert_eq!(
+            fields,
+            [
+                "url",
+                "prefix",
+                "version",
+                "default_ttl",
+                "ttl_short",
+                "ttl_long",
+                "max_connections",
+                "codec",
+                "max_key_length",
+                "max_value_size"
+            ]
+        );
+        for (field, names) in ENV_VARS {
+            assert!(names[0].starts_with("LARDER_"), "{field}: {names:?}");
+            // Every listed variable really sets its field.
+            for name in *names {
+                let mut c = CacheConfig::default();
+                let value = match *field {
+                    "url" => "redis://elsewhere:6379/0",
+                    "prefix" | "version" => "zz",
+                    "codec" => "json",
+                    _ => "7",
+                };
+                c.merge_env(env(&[(name, value)])).unwrap();
+                if *field != "codec" {
+                    assert_ne!(c, CacheConfig::default(), "{name} sets nothing");
+                }
+            }
+        }
+        let ttl_default = ENV_VARS.iter().find(|(f, _)| *f == "default_ttl").unwrap();
+        assert_eq!(ttl_default.1, ["LARDER_DEFAULT_TTL", "CACHE_TTL_DEFAULT"]);
     }
 }
