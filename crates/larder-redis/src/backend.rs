@@ -16,7 +16,7 @@ use larder_core::{
 };
 
 use crate::config::{RedisConfig, Topology};
-use crate::error::{map, on};
+use crate::error::{connect_failed, map, on};
 use crate::frame::{frame, has_tag, payload, unframe};
 use crate::scripts::{Scripts, internal_key};
 
@@ -236,7 +236,7 @@ impl RedisBackend {
             tokio::time::timeout(connect_timeout + Duration::from_secs(1), pool.init()).await;
         let failure = match connected {
             Ok(Ok(_task)) => None,
-            Ok(Err(e)) => Some(map("connect", &e)),
+            Ok(Err(e)) => Some(connect_failed(&config.topology, &e)),
             Err(_) => Some(Error::Timeout {
                 backend: "redis",
                 operation: "connect",
@@ -245,16 +245,7 @@ impl RedisBackend {
         };
         if let Some(error) = failure {
             let _ = pool.quit().await;
-            return Err(match error {
-                Error::Unavailable { backend, message } => Error::Unavailable {
-                    backend,
-                    message: format!(
-                        "cannot reach {:?}: {message}; is the server running and the URL right?",
-                        config.topology
-                    ),
-                },
-                other => other,
-            });
+            return Err(error);
         }
         Ok(RedisBackend {
             inner: Arc::new(Inner {

@@ -24,8 +24,10 @@ use larder_core::config::parse_duration;
 use larder_core::url::BackendUrl;
 use larder_core::{Error, Result};
 
-/// Where the servers are.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where the servers are. `Display` gives the addresses for messages
+/// (`127.0.0.1:6380`, `sentinel h1:26379,h2:26379 (service mymaster)`,
+/// `cluster n1:7000,n2:7001`); neither it nor `Debug` shows a password.
+#[derive(Clone, PartialEq, Eq)]
 pub enum Topology {
     /// One server (or a primary behind a load balancer).
     Standalone {
@@ -50,6 +52,70 @@ pub enum Topology {
         /// Seed nodes.
         nodes: Vec<(String, u16)>,
     },
+}
+
+/// `host:port`, with an IPv6 host in brackets.
+fn write_address(f: &mut fmt::Formatter<'_>, host: &str, port: u16) -> fmt::Result {
+    if host.contains(':') {
+        write!(f, "[{host}]:{port}")
+    } else {
+        write!(f, "{host}:{port}")
+    }
+}
+
+/// `h1:p1,h2:p2`.
+fn write_addresses(f: &mut fmt::Formatter<'_>, addresses: &[(String, u16)]) -> fmt::Result {
+    for (i, (host, port)) in addresses.iter().enumerate() {
+        if i > 0 {
+            f.write_str(",")?;
+        }
+        write_address(f, host, *port)?;
+    }
+    Ok(())
+}
+
+impl fmt::Display for Topology {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Topology::Standalone { host, port } => write_address(f, host, *port),
+            Topology::Sentinel {
+                sentinels, service, ..
+            } => {
+                f.write_str("sentinel ")?;
+                write_addresses(f, sentinels)?;
+                write!(f, " (service {service})")
+            }
+            Topology::Cluster { nodes } => {
+                f.write_str("cluster ")?;
+                write_addresses(f, nodes)
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Topology {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Topology::Standalone { host, port } => f
+                .debug_struct("Standalone")
+                .field("host", host)
+                .field("port", port)
+                .finish(),
+            Topology::Sentinel {
+                sentinels,
+                service,
+                username,
+                password,
+            } => f
+                .debug_struct("Sentinel")
+                .field("sentinels", sentinels)
+                .field("service", service)
+                .field("username", username)
+                .field("password", &password.as_ref().map(|_| "***"))
+                .finish(),
+            Topology::Cluster { nodes } => f.debug_struct("Cluster").field("nodes", nodes).finish(),
+        }
+    }
 }
 
 /// Settings of a [`RedisBackend`](crate::RedisBackend).
@@ -335,6 +401,40 @@ mod tests {
         assert_eq!(s.database, 3);
         let c = parse("redis+cluster://n1:7000,n2:7001").unwrap();
         assert!(c.is_cluster());
+    }
+
+    #[test]
+    fn topology_display_names_the_addresses_and_no_password() {
+        let shown = |url: &str| parse(url).unwrap().topology.to_string();
+        assert_eq!(shown("redis://app:pw@127.0.0.1:6380/0"), "127.0.0.1:6380");
+        assert_eq!(shown("redis://cache"), "cache:6379");
+        assert_eq!(shown("redis://[::1]:6390"), "[::1]:6390");
+        assert_eq!(
+            shown("redis+sentinel://h1,h2:26380/mymaster/1"),
+            "sentinel h1:26379,h2:26380 (service mymaster)"
+        );
+        assert_eq!(
+            shown("rediss+cluster://n1:7000,n2:7001"),
+            "cluster n1:7000,n2:7001"
+        );
+        let c = parse(
+            "redis+sentinel://app:Mn7/xq@h1:26379/mymaster?sentinel_username=s&sentinel_password=Kw4%40zr",
+        )
+        .unwrap();
+        assert_eq!(c.password.as_deref(), Some("Mn7/xq"));
+        let Topology::Sentinel { password, .. } = &c.topology else {
+            panic!("{:?}", c.topology)
+        };
+        assert_eq!(password.as_deref(), Some("Kw4@zr"));
+        for shown in [
+            c.topology.to_string(),
+            format!("{:?}", c.topology),
+            format!("{c:?}"),
+        ] {
+            for secret in ["Mn7/xq", "Kw4@zr", "Kw4%40zr"] {
+                assert!(!shown.contains(secret), "{shown}");
+            }
+        }
     }
 
     #[test]

@@ -168,6 +168,14 @@ async fn server_down_at_start_is_a_clear_transient_error() {
         msg.contains("unavailable") && msg.contains(&port.to_string()),
         "{msg}"
     );
+    assert!(
+        msg.contains(&format!("127.0.0.1:{port}")) && msg.contains("connection refused"),
+        "{msg}"
+    );
+    assert!(
+        !msg.contains("Os {") && !msg.contains("Standalone {"),
+        "{msg}"
+    );
 }
 
 #[tokio::test]
