@@ -1,6 +1,7 @@
 //! Test support for larder backends: the conformance suite every backend
 //! passes, and (for networked backends) real servers started on free
-//! loopback ports and stopped on drop.
+//! loopback ports and stopped on drop, with a fault-injecting proxy
+//! ([`proxy::FaultProxy`]) to put between a client and such a server.
 //!
 //! A backend crate runs the whole suite with one line in a test file:
 //!
@@ -24,6 +25,7 @@ use std::time::Duration;
 use larder_core::{Backend, BoxFuture, Cache};
 
 pub mod cases;
+pub mod proxy;
 /// Real Redis servers for tests: plain, with TLS, with ACL users, a
 /// Sentinel set and a Cluster.
 pub mod redis;
