@@ -89,7 +89,8 @@ fn ttl_in_range(ttl: Duration) -> bool {
 /// Default value size limit: 32 MiB.
 pub const DEFAULT_MAX_VALUE_SIZE: usize = 32 * 1024 * 1024;
 
-/// Parse `300`, `5m`, `1h30m`, `500ms`, `2d`. `None` when malformed.
+/// The grammar of every TTL in the configuration, and of `ttl = "..."` in
+/// `#[cache_read]`; it lives in `larder-grammar` so the two cannot drift.
 ///
 /// ```
 /// use std::time::Duration;
@@ -98,59 +99,15 @@ pub const DEFAULT_MAX_VALUE_SIZE: usize = 32 * 1024 * 1024;
 /// assert_eq!(parse_duration("300"), Some(Duration::from_secs(300)));
 /// assert_eq!(parse_duration("5 minutes"), None);
 /// ```
-pub fn parse_duration(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
-        return text.parse().ok().map(Duration::from_secs);
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = text;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return None;
-        }
-        let n: u64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
-        let step = match &rest[..unit_len] {
-            "ms" => Duration::from_millis(n),
-            "s" => Duration::from_secs(n),
-            "m" => Duration::from_secs(n.checked_mul(60)?),
-            "h" => Duration::from_secs(n.checked_mul(3600)?),
-            "d" => Duration::from_secs(n.checked_mul(86_400)?),
-            _ => return None,
-        };
-        total = total.checked_add(step)?;
-        rest = &rest[unit_len..];
-    }
-    Some(total)
-}
+pub use larder_grammar::parse_duration;
 
-/// Parse a byte size: `1048576`, `64KiB`, `32MiB`, `1GiB` (also `KB`, `MB`,
-/// `GB` as powers of 1000).
-pub fn parse_size(text: &str) -> Option<u64> {
-    let text = text.trim();
-    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
-    if digits == 0 {
-        return None;
-    }
-    let n: u64 = text[..digits].parse().ok()?;
-    let factor: u64 = match text[digits..].trim() {
-        "" | "B" => 1,
-        "KiB" => 1 << 10,
-        "MiB" => 1 << 20,
-        "GiB" => 1 << 30,
-        "KB" | "kB" => 1_000,
-        "MB" => 1_000_000,
-        "GB" => 1_000_000_000,
-        _ => return None,
-    };
-    n.checked_mul(factor)
-}
+/// The grammar of `max_value_size` in the configuration.
+///
+/// ```
+/// use larder_core::config::parse_size;
+/// assert_eq!(parse_size("64KiB"), Some(65536));
+/// ```
+pub use larder_grammar::parse_size;
 
 /// The three TTL buckets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -743,27 +700,6 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         move |k| map.get(k).cloned()
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("300"), Some(Duration::from_secs(300)));
-        assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
-        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
-        assert_eq!(parse_duration("1h30m15s"), Some(Duration::from_secs(5415)));
-        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
-        assert_eq!(parse_duration("2d"), Some(Duration::from_secs(172_800)));
-        for bad in ["", "5 minutes", "m", "5x", "-5", "1.5h", "h1"] {
-            assert_eq!(parse_duration(bad), None, "{bad}");
-        }
-    }
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("1024"), Some(1024));
-        assert_eq!(parse_size("64KiB"), Some(65536));
-        assert_eq!(parse_size("2MB"), Some(2_000_000));
-        assert_eq!(parse_size("lots"), None);
     }
 
     #[test]

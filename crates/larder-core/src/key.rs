@@ -82,6 +82,79 @@ pub fn push_part_hash(out: &mut String, value: &dyn std::fmt::Display) {
     }
 }
 
+/// `c` as `%XX` of its UTF-8 bytes.
+fn push_percent(out: &mut String, c: char) {
+    let mut buf = [0u8; 4];
+    for b in c.encode_utf8(&mut buf).bytes() {
+        let _ = write!(out, "%{b:02X}");
+    }
+}
+
+/// [`push_escaped`], also escaping every character of `extra`.
+fn push_escaped_extra(out: &mut String, part: &str, extra: &str) {
+    let mut start = 0;
+    for (at, c) in part.char_indices() {
+        if extra.contains(c) {
+            push_escaped(out, &part[start..at]);
+            push_percent(out, c);
+            start = at + c.len_utf8();
+        }
+    }
+    push_escaped(out, &part[start..]);
+}
+
+/// Escapes what is written through it into a key, `extra` included.
+struct EscapingExtra<'a> {
+    out: &'a mut String,
+    extra: &'a str,
+}
+
+impl std::fmt::Write for EscapingExtra<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        push_escaped_extra(self.out, s, self.extra);
+        Ok(())
+    }
+}
+
+/// Append the display form of `value` to `out`, escaping what
+/// [`push_part`] escapes and also every character of `extra`, each as
+/// `%XX` of its UTF-8 bytes.
+///
+/// Key templates whose placeholders are followed by a character other
+/// than `:` pass it here (`"{a}-{b}"` passes `"-"`), so that no rendered
+/// value holds the character that ends it and `("x-y", "z")` and
+/// `("x", "y-z")` render to different keys.
+///
+/// ```
+/// use larder_core::key::push_part_escaping;
+/// let mut a = String::new();
+/// push_part_escaping(&mut a, &"x-y", "-");
+/// a.push('-');
+/// push_part_escaping(&mut a, &"z", "-");
+/// assert_eq!(a, "x%2Dy-z");
+/// let mut b = String::new();
+/// push_part_escaping(&mut b, &"x", "-");
+/// b.push('-');
+/// push_part_escaping(&mut b, &"y-z", "-");
+/// assert_eq!(b, "x-y%2Dz");
+/// ```
+pub fn push_part_escaping(out: &mut String, value: &dyn std::fmt::Display, extra: &str) {
+    let _ = write!(EscapingExtra { out, extra }, "{value}");
+}
+
+/// [`push_part_escaping`] of the lowercased display form of `value`
+/// (`{param|lower}` in a template with other separators than `:`).
+///
+/// ```
+/// use larder_core::key::push_part_escaping_lower;
+/// let mut k = String::new();
+/// push_part_escaping_lower(&mut k, &"A.B:C", ".");
+/// assert_eq!(k, "a%2Eb%3Ac");
+/// ```
+pub fn push_part_escaping_lower(out: &mut String, value: &dyn std::fmt::Display, extra: &str) {
+    push_escaped_extra(out, &value.to_string().to_lowercase(), extra);
+}
+
 /// Builds a key from parts joined by `:`, escaping each part.
 ///
 /// ```
@@ -286,6 +359,49 @@ mod tests {
         let mut h = String::new();
         push_part_hash(&mut h, &"anything");
         assert_eq!(h.len(), 32);
+    }
+
+    #[test]
+    fn extra_characters_are_escaped() {
+        let render = |a: &str, b: &str, sep: char| {
+            let extra = sep.to_string();
+            let mut k = String::new();
+            push_part_escaping(&mut k, &a, &extra);
+            k.push(sep);
+            push_part_escaping(&mut k, &b, &extra);
+            k
+        };
+        for sep in ['-', '.', '/', '_', 'é', '2', 'A'] {
+            let (x, y) = (format!("x{sep}y"), format!("y{sep}z"));
+            assert_ne!(render(&x, "z", sep), render("x", &y, sep), "{sep}");
+        }
+        assert_eq!(render("x-y", "z", '-'), "x%2Dy-z");
+        assert_eq!(render("a/b", "c", '/'), "a%2Fb/c");
+        // Multi-byte characters escape every byte; the default set still
+        // applies; characters outside both sets are kept.
+        let mut k = String::new();
+        push_part_escaping(&mut k, &"é:{x}%-ü\n", "é-");
+        assert_eq!(k, "%C3%A9%3A%7Bx%7D%25%2Dü%0A");
+        // An empty set is push_part.
+        let (mut a, mut b) = (String::new(), String::new());
+        push_part_escaping(&mut a, &"a:b-c", "");
+        push_part(&mut b, &"a:b-c");
+        assert_eq!(a, b);
+        // Values written in several pieces are escaped the same.
+        struct Pieces;
+        impl std::fmt::Display for Pieces {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a-")?;
+                f.write_str("b.")?;
+                write!(f, "{}", 7)
+            }
+        }
+        let mut p = String::new();
+        push_part_escaping(&mut p, &Pieces, ".-");
+        assert_eq!(p, "a%2Db%2E7");
+        let mut l = String::new();
+        push_part_escaping_lower(&mut l, &"X-Y", "-");
+        assert_eq!(l, "x%2Dy");
     }
 
     #[test]

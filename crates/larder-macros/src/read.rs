@@ -202,6 +202,56 @@ mod tests {
     }
 
     #[test]
+    fn separators_other_than_colon_are_escaped_in_values() {
+        let item = quote!(
+            async fn pair(a: &str, b: &str) -> u64 {
+                1
+            }
+        );
+        let out = |key: &str| {
+            let lit = syn::LitStr::new(key, proc_macro2::Span::call_site());
+            expand(quote!(key = #lit, tags = ["t:{a}"]), item.clone())
+                .unwrap()
+                .to_string()
+        };
+        let dashed = out("pair:{a}-{b}");
+        assert!(
+            dashed.contains("push_part_escaping (& mut __larder_key , & a , \"-\")"),
+            "{dashed}"
+        );
+        assert!(
+            dashed.contains("push_part_escaping (& mut __larder_key , & b , \"-\")"),
+            "{dashed}"
+        );
+        // The tag `t:{a}` needs no escaping.
+        assert!(
+            dashed.contains(":: push_part (& mut __larder_key , & a)"),
+            "{dashed}"
+        );
+        let colon = out("user:{a}:{b}");
+        assert!(!colon.contains("escaping"), "{colon}");
+        assert!(
+            colon.contains(":: push_part (& mut __larder_key , & b)"),
+            "{colon}"
+        );
+    }
+
+    #[test]
+    fn touching_placeholders_are_reported() {
+        let item = quote!(
+            async fn pair(a: &str, b: &str) -> u64 {
+                1
+            }
+        );
+        let e = err(quote!(key = "pair:{a}{b}"), item.clone());
+        assert!(e.contains("`{a}` and `{b}` touch"), "{e}");
+        assert!(e.contains("`{a}:{b}`"), "{e}");
+        let e = err(quote!(key = "k", tags = ["{a}{b}"]), item.clone());
+        assert!(e.contains("touch"), "{e}");
+        assert!(expand(quote!(key = "pair:{a|hash}{b}"), item).is_ok());
+    }
+
+    #[test]
     fn misuse_is_reported() {
         let item = quote!(
             async fn get(id: u64) -> u64 {

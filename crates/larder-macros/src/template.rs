@@ -1,4 +1,13 @@
 //! Key templates: `"user:{user_id}"`, `"{self.id}"`, `"q:{query|hash}"`.
+//!
+//! Rendering is unambiguous: two argument tuples never render to the same
+//! key. Values are escaped for `%`, `:`, `{`, `}` and control characters
+//! (`push_part`) and, when some placeholder is followed by another
+//! character (`"{a}-{b}"`), for that character too (`push_part_escaping`),
+//! so a value never holds the character that ends it. What escaping cannot
+//! separate is rejected at compile time: two placeholders with nothing
+//! between them, and a `%` right after a placeholder (it reads as the start
+//! of an escape). A `|hash` placeholder has a fixed width and needs neither.
 
 use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
@@ -20,6 +29,19 @@ pub(crate) enum Segment {
 
 const FILTERS: &[&str] = &["lower", "hash"];
 
+impl Segment {
+    /// A placeholder whose rendering can have any length: not `|hash`.
+    fn is_variable_width(&self) -> bool {
+        matches!(self, Segment::Placeholder { filter, .. } if filter.as_deref() != Some("hash"))
+    }
+}
+
+/// Characters `push_part` escapes already; passing them again is harmless
+/// but would turn `"user:{id}:name"` into an escaping call for nothing.
+fn escaped_by_default(c: char) -> bool {
+    matches!(c, '%' | ':' | '{' | '}') || c.is_control()
+}
+
 fn is_ident(s: &str) -> bool {
     let mut chars = s.chars();
     chars.next().is_some_and(|c| c.is_alphabetic() || c == '_')
@@ -34,6 +56,8 @@ pub(crate) fn parse(lit: &LitStr) -> syn::Result<Vec<Segment>> {
     let mut out = Vec::new();
     let mut buf = String::new();
     let mut chars = text.chars().peekable();
+    // The inner text of the latest placeholder, for messages.
+    let mut last: Option<String> = None;
     while let Some(c) = chars.next() {
         match c {
             '{' if chars.peek() == Some(&'{') => {
@@ -62,18 +86,62 @@ pub(crate) fn parse(lit: &LitStr) -> syn::Result<Vec<Segment>> {
                         }
                     }
                 }
+                let segment = placeholder(&inner, &text, lit)?;
+                if buf.is_empty()
+                    && let Some(before) = &last
+                    && out.last().is_some_and(Segment::is_variable_width)
+                {
+                    return Err(err(format!(
+                        "placeholders `{{{before}}}` and `{{{inner}}}` touch in template {text:?}: \
+                         nothing marks where one value ends, so (\"ab\", \"c\") and \
+                         (\"a\", \"bc\") would render the same key; put a separator between \
+                         them, such as `{{{before}}}:{{{inner}}}`"
+                    )));
+                }
                 if !buf.is_empty() {
                     out.push(Segment::Text(std::mem::take(&mut buf)));
                 }
-                out.push(placeholder(&inner, &text, lit)?);
+                out.push(segment);
+                last = Some(inner);
             }
-            other => buf.push(other),
+            other => {
+                if buf.is_empty()
+                    && other == '%'
+                    && let Some(before) = &last
+                    && out.last().is_some_and(Segment::is_variable_width)
+                {
+                    return Err(err(format!(
+                        "`%` right after `{{{before}}}` in template {text:?} reads as the start \
+                         of an escape in the value (a `:` renders as `%3A`), so different values \
+                         could render the same key; use another separator, such as `:` or `-`"
+                    )));
+                }
+                buf.push(other);
+            }
         }
     }
     if !buf.is_empty() {
         out.push(Segment::Text(buf));
     }
     Ok(out)
+}
+
+/// The characters that end a variable-width placeholder (the first one of
+/// the text after it) and that `push_part` does not escape already, each
+/// once. Every value is escaped for all of them.
+pub(crate) fn separators(segments: &[Segment]) -> String {
+    let mut out = String::new();
+    for pair in segments.windows(2) {
+        if let [placeholder, Segment::Text(text)] = pair
+            && placeholder.is_variable_width()
+            && let Some(c) = text.chars().next()
+            && !escaped_by_default(c)
+            && !out.contains(c)
+        {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn placeholder(inner: &str, text: &str, lit: &LitStr) -> syn::Result<Segment> {
@@ -138,6 +206,7 @@ pub(crate) fn check_roots(
 
 /// Code that renders the template into a `String` expression.
 pub(crate) fn render(segments: &[Segment], lit: &LitStr) -> TokenStream {
+    let separators = separators(segments);
     let capacity = segments
         .iter()
         .map(|s| match s {
@@ -172,13 +241,26 @@ pub(crate) fn render(segments: &[Segment], lit: &LitStr) -> TokenStream {
                     quote!(.#f)
                 }
             });
-            let push = match filter.as_deref() {
-                Some("lower") => quote!(::larder::__private::push_part_lower),
-                Some("hash") => quote!(::larder::__private::push_part_hash),
-                _ => quote!(::larder::__private::push_part),
+            // `|hash` is fixed-length hex; the others escape the separators
+            // too when the template has any besides `:`.
+            let (push, extra) = match filter.as_deref() {
+                Some("hash") => (quote!(::larder::__private::push_part_hash), None),
+                Some("lower") if separators.is_empty() => {
+                    (quote!(::larder::__private::push_part_lower), None)
+                }
+                Some("lower") => (
+                    quote!(::larder::__private::push_part_escaping_lower),
+                    Some(&separators),
+                ),
+                _ if separators.is_empty() => (quote!(::larder::__private::push_part), None),
+                _ => (
+                    quote!(::larder::__private::push_part_escaping),
+                    Some(&separators),
+                ),
             };
+            let extra = extra.map(|chars| quote!(, #chars));
             let span = lit.span();
-            quote_spanned!(span=> #push(&mut __larder_key, &#root #(#fields)*);)
+            quote_spanned!(span=> #push(&mut __larder_key, &#root #(#fields)* #extra);)
         }
     });
     quote!({
@@ -235,6 +317,99 @@ mod tests {
             let err = parse(&lit(t)).unwrap_err().to_string();
             assert!(err.contains(needle), "{t}: {err}");
         }
+    }
+
+    #[test]
+    fn separators_are_the_characters_that_end_a_value() {
+        let seps = |t: &str| separators(&parse(&lit(t)).unwrap());
+        assert_eq!(seps("user:{id}"), "");
+        assert_eq!(seps("user:{id}:posts:{page}"), "");
+        assert_eq!(seps("{a}-{b}"), "-");
+        assert_eq!(seps("{a}.{b}/{c}.json"), "./");
+        assert_eq!(seps("{a}-{b}-{c}"), "-");
+        assert_eq!(seps("{a}->{b}"), "-");
+        assert_eq!(
+            seps("pre-fix.{a}"),
+            "",
+            "text before every placeholder is fixed"
+        );
+        assert_eq!(seps("{a|hash}-{b}"), "", "a hash has a fixed width");
+        assert_eq!(seps("{a|lower}é{b}"), "é");
+        assert_eq!(seps("{a}{{{b}}}"), "", "`{{` is escaped already");
+    }
+
+    #[test]
+    fn touching_placeholders_are_rejected() {
+        for (t, first, second) in [
+            ("{a}{b}", "{a}", "{b}"),
+            ("k:{a|lower}{b}", "{a|lower}", "{b}"),
+            ("{self.id}{b|hash}", "{self.id}", "{b|hash}"),
+        ] {
+            let err = parse(&lit(t)).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("`{first}` and `{second}` touch")),
+                "{t}: {err}"
+            );
+            assert!(err.contains("would render the same key"), "{t}: {err}");
+            assert!(err.contains(&format!("`{first}:{second}`")), "{t}: {err}");
+        }
+        for ok in ["{a|hash}{b}", "{a|hash}{b|hash}", "{a}:{b}", "{a}{{{b}}}"] {
+            assert!(parse(&lit(ok)).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn percent_right_after_a_placeholder_is_rejected() {
+        for t in ["{a}%{b}", "{a}%", "k:{a|lower}%2F{b}"] {
+            let err = parse(&lit(t)).unwrap_err().to_string();
+            assert!(err.contains("`%` right after"), "{t}: {err}");
+        }
+        for ok in ["%{a}", "{a}:%{b}", "{a|hash}%{b}", "{a}{{%{b}"] {
+            assert!(parse(&lit(ok)).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn escaping_call_only_when_a_template_needs_it() {
+        let code = |t: &str| {
+            let l = lit(t);
+            render(&parse(&l).unwrap(), &l).to_string()
+        };
+        let plain = code("user:{id}");
+        assert!(
+            plain.contains(":: push_part (& mut __larder_key , & id)"),
+            "{plain}"
+        );
+        assert!(!plain.contains("escaping"), "{plain}");
+        let dashed = code("{a}-{b}");
+        assert!(
+            dashed.contains("push_part_escaping (& mut __larder_key , & a , \"-\")"),
+            "{dashed}"
+        );
+        assert!(
+            dashed.contains("push_part_escaping (& mut __larder_key , & b , \"-\")"),
+            "{dashed}"
+        );
+        // `/` follows a hash, which has a fixed width: no value escapes it.
+        let mixed = code("{a|lower}.{b|hash}/{c}");
+        assert!(
+            mixed.contains("push_part_escaping_lower (& mut __larder_key , & a , \".\")"),
+            "{mixed}"
+        );
+        assert!(
+            mixed.contains("push_part_hash (& mut __larder_key , & b)"),
+            "{mixed}"
+        );
+        assert!(
+            mixed.contains("push_part_escaping (& mut __larder_key , & c , \".\")"),
+            "{mixed}"
+        );
+        let lower = code("doc:{owner}:{title|lower}");
+        assert!(
+            lower.contains(":: push_part_lower (& mut __larder_key , & title)"),
+            "{lower}"
+        );
+        assert!(!lower.contains("escaping"), "{lower}");
     }
 
     #[test]

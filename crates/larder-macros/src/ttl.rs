@@ -15,31 +15,12 @@ pub(crate) enum TtlArg {
     Bucket(&'static str),
 }
 
-/// `300`, `5m`, `1h30m`, `500ms`, `2d` in milliseconds; the grammar of
-/// `larder::config::parse_duration`.
-fn parse_millis(text: &str) -> Option<u64> {
-    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
-        return text.parse::<u64>().ok()?.checked_mul(1000);
-    }
-    let mut total: u64 = 0;
-    let mut rest = text;
-    while !rest.is_empty() {
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        let n: u64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let unit = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
-        let factor = match &rest[..unit] {
-            "ms" => 1,
-            "s" => 1_000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            "d" => 86_400_000,
-            _ => return None,
-        };
-        total = total.checked_add(n.checked_mul(factor)?)?;
-        rest = &rest[unit..];
-    }
-    (total > 0).then_some(total)
+/// The error of a zero TTL, at `span`.
+fn zero(span: proc_macro2::Span) -> syn::Error {
+    syn::Error::new(
+        span,
+        "ttl must be positive; leave it out for the default TTL",
+    )
 }
 
 impl TtlArg {
@@ -51,10 +32,7 @@ impl TtlArg {
             }) => {
                 let secs: u64 = i.base10_parse().map_err(|_| bad())?;
                 if secs == 0 {
-                    return Err(syn::Error::new(
-                        i.span(),
-                        "ttl must be positive; leave it out for the default TTL",
-                    ));
+                    return Err(zero(i.span()));
                 }
                 secs.checked_mul(1000).map(TtlArg::Millis).ok_or_else(bad)
             }
@@ -64,7 +42,15 @@ impl TtlArg {
                 "short" => Ok(TtlArg::Bucket("Short")),
                 "default" => Ok(TtlArg::Bucket("Default")),
                 "long" => Ok(TtlArg::Bucket("Long")),
-                text => parse_millis(text).map(TtlArg::Millis).ok_or_else(bad),
+                // The grammar of `larder::config::parse_duration`, from the
+                // crate both share so the two cannot drift.
+                text => match larder_grammar::parse_duration(text) {
+                    None => Err(bad()),
+                    Some(d) if d.is_zero() => Err(zero(s.span())),
+                    Some(d) => u64::try_from(d.as_millis())
+                        .map(TtlArg::Millis)
+                        .map_err(|_| bad()),
+                },
             },
             _ => Err(bad()),
         }
@@ -112,10 +98,16 @@ mod tests {
         assert_eq!(ttl("\"5m\"").unwrap(), TtlArg::Millis(300_000));
         assert_eq!(ttl("\"1h30m\"").unwrap(), TtlArg::Millis(5_400_000));
         assert_eq!(ttl("\"250ms\"").unwrap(), TtlArg::Millis(250));
+        assert_eq!(ttl("\"2d\"").unwrap(), TtlArg::Millis(172_800_000));
+        assert_eq!(ttl("\"90\"").unwrap(), TtlArg::Millis(90_000));
         assert_eq!(ttl("\"short\"").unwrap(), TtlArg::Bucket("Short"));
-        for bad in ["0", "\"soon\"", "\"5 m\"", "1.5", "-3", "x", "\"\""] {
+        for bad in ["\"soon\"", "\"5 m\"", "1.5", "-3", "x", "\"\""] {
             let err = ttl(bad).unwrap_err().to_string();
-            assert!(err.contains("ttl"), "{bad}: {err}");
+            assert!(err.contains("malformed ttl"), "{bad}: {err}");
+        }
+        for zero in ["0", "\"0\"", "\"0s\"", "\"0h0m\""] {
+            let err = ttl(zero).unwrap_err().to_string();
+            assert!(err.contains("must be positive"), "{zero}: {err}");
         }
     }
 }

@@ -6,7 +6,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-pub use larder_core::key::{push_part, push_part_hash, push_part_lower};
+pub use larder_core::key::{
+    push_part, push_part_escaping, push_part_escaping_lower, push_part_hash, push_part_lower,
+};
 use larder_core::{Cache, Error, Outcome, SetOptions, Ttl, recache, warn_uninstalled};
 pub use larder_core::{FillOptions, Plain, Resource, installed};
 

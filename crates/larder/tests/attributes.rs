@@ -312,6 +312,67 @@ async fn generic_functions_and_templates_with_fields_and_filters() {
 }
 
 #[tokio::test]
+async fn values_holding_a_separator_never_share_a_key() {
+    static CALLS: AtomicUsize = AtomicUsize::new(0);
+    #[cache_read(key = "pair:{a}-{b}", cache = cache)]
+    async fn pair(cache: &Cache, a: &str, b: &str) -> String {
+        CALLS.fetch_add(1, Ordering::SeqCst);
+        format!("{a}|{b}")
+    }
+    let cache = larder::open("mem://").await.unwrap();
+    assert_eq!(pair(&cache, "x-y", "z").await, "x-y|z");
+    assert_eq!(pair(&cache, "x", "y-z").await, "x|y-z");
+    assert_eq!(
+        CALLS.load(Ordering::SeqCst),
+        2,
+        "(\"x\", \"y-z\") has its own key: the body runs"
+    );
+    assert_eq!(pair(&cache, "x-y", "z").await, "x-y|z");
+    assert_eq!(pair(&cache, "x", "y-z").await, "x|y-z");
+    assert_eq!(CALLS.load(Ordering::SeqCst), 2, "both are hits now");
+    // Every value escapes the template's separator.
+    let first: Option<String> = cache.get("pair:x%2Dy-z").await.unwrap();
+    let second: Option<String> = cache.get("pair:x-y%2Dz").await.unwrap();
+    assert_eq!(first.as_deref(), Some("x-y|z"));
+    assert_eq!(second.as_deref(), Some("x|y-z"));
+}
+
+#[tokio::test]
+async fn dots_and_slashes_separate_values_too() {
+    static CALLS: AtomicUsize = AtomicUsize::new(0);
+    #[cache_read(key = "file:{dir}/{name}.{ext}", cache = cache)]
+    async fn file(cache: &Cache, dir: &str, name: &str, ext: &str) -> String {
+        CALLS.fetch_add(1, Ordering::SeqCst);
+        format!("{dir}|{name}|{ext}")
+    }
+    let cache = larder::open("mem://").await.unwrap();
+    // Unescaped, the first two would both be `file:a/b/c.d` and the last
+    // two `file:a/b.c.d`.
+    let calls = [
+        ("a/b", "c", "d", "file:a%2Fb/c.d"),
+        ("a", "b/c", "d", "file:a/b%2Fc.d"),
+        ("a", "b.c", "d", "file:a/b%2Ec.d"),
+        ("a", "b", "c.d", "file:a/b.c%2Ed"),
+    ];
+    for (dir, name, ext, _) in calls {
+        assert_eq!(
+            file(&cache, dir, name, ext).await,
+            format!("{dir}|{name}|{ext}")
+        );
+    }
+    assert_eq!(CALLS.load(Ordering::SeqCst), 4, "four keys, four misses");
+    for (dir, name, ext, key) in calls {
+        assert_eq!(
+            file(&cache, dir, name, ext).await,
+            format!("{dir}|{name}|{ext}")
+        );
+        let stored: Option<String> = cache.get(key).await.unwrap();
+        assert_eq!(stored, Some(format!("{dir}|{name}|{ext}")), "{key}");
+    }
+    assert_eq!(CALLS.load(Ordering::SeqCst), 4, "then four hits");
+}
+
+#[tokio::test]
 async fn question_mark_and_early_return_in_bodies() {
     #[cache_read(key = "parse:{text}", cache = cache)]
     async fn parse(cache: &Cache, text: &str) -> Result<u32, std::num::ParseIntError> {
