@@ -34,6 +34,9 @@ pub async fn open_backend(url: &str) -> Result<Arc<dyn Backend>> {
 
 /// [`open_backend`], with pool sizes and similar defaults from `config`.
 async fn open_backend_with(url: &str, config: &CacheConfig) -> Result<Arc<dyn Backend>> {
+    // Only the Redis backend reads `config` (its pool size) so far.
+    #[cfg(not(feature = "redis"))]
+    let _ = config;
     let parsed = BackendUrl::parse(url)?;
     let Some((_, feature)) = SCHEMES.iter().find(|(s, _)| *s == parsed.scheme) else {
         let known: Vec<String> = SCHEMES.iter().map(|(s, _)| format!("{s}://")).collect();
