@@ -3,19 +3,22 @@
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use serde::{Serialize, de::DeserializeOwned};
 
-use crate::backend::{Backend, HealthReport, KeyTtl, WriteOptions};
-use crate::codec::{self, Codec};
+use crate::backend::{Backend, Count, Expiry, HealthReport, KeyTtl};
+use crate::codec::{self, Format};
 use crate::config::CacheConfig;
+use crate::core::Core;
 use crate::error::{Error, Result};
-use crate::flight::Flights;
-use crate::key::{Namespace, validate_namespace_part};
-use crate::options::{ReadRequest, SetOptions, SetRequest, Ttl};
+use crate::fuzzy::{FuzzyMatch, FuzzyOptions, fuzzy_score};
+use crate::key::Namespace;
+use crate::lock::{self, Lock};
+use crate::options::SetOptions;
+use crate::read::{FillOptions, FillPlan, Outcome, ReadThrough};
+use crate::request::{IncrRequest, Raw, ReadRequest, SetRequest, Typed};
 use crate::stats::{Counters, Stats};
 
 /// A cheap-to-clone cache handle: a namespace, TTL policy and codec over one
@@ -31,24 +34,41 @@ use crate::stats::{Counters, Stats};
 /// ```
 #[derive(Clone)]
 pub struct Cache {
-    pub(crate) inner: Arc<Inner>,
+    inner: Arc<Inner>,
 }
 
-pub(crate) struct Inner {
-    pub(crate) backend: Arc<dyn Backend>,
-    pub(crate) namespace: Namespace,
-    pub(crate) config: CacheConfig,
-    pub(crate) counters: Counters,
-    pub(crate) flights: Flights,
+struct Inner {
+    core: Core,
+    reads: ReadThrough,
+}
+
+impl Drop for Inner {
+    /// Close the backend when this cache was its last user and a runtime is
+    /// at hand to run the close on. Otherwise the backend's own drop
+    /// releases it; call [`Cache::close`] to be sure writes are flushed.
+    fn drop(&mut self) {
+        let backend = self.core.backend.clone();
+        // Two: `core` and the clone above.
+        if Arc::strong_count(&backend) == 2
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move {
+                if let Err(e) = backend.close().await {
+                    tracing::warn!(backend = backend.label(), "larder: closing failed: {e}");
+                }
+            });
+        }
+    }
 }
 
 impl fmt::Debug for Cache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let core = self.core();
         f.debug_struct("Cache")
-            .field("backend", &self.inner.backend)
-            .field("namespace", &self.inner.namespace.head())
-            .field("codec", &self.inner.config.codec)
-            .field("default_ttl", &self.inner.config.default_ttl)
+            .field("backend", &core.backend.label())
+            .field("namespace", &core.namespace.head())
+            .field("codec", &core.config.codec)
+            .field("default_ttl", &core.config.default_ttl)
             .finish()
     }
 }
@@ -111,7 +131,7 @@ impl CacheBuilder {
     }
 
     /// Codec of new writes (default JSON).
-    pub fn codec(mut self, codec: Codec) -> Self {
+    pub fn codec(mut self, codec: crate::Codec) -> Self {
         self.config.codec = codec;
         self
     }
@@ -140,22 +160,7 @@ impl CacheBuilder {
             ));
         };
         let mut config = self.config;
-        validate_namespace_part("prefix", &config.prefix, "the cache builder")?;
-        validate_namespace_part("version", &config.version, "the cache builder")?;
-        for (field, ttl) in [
-            ("default_ttl", config.default_ttl),
-            ("ttl_short", config.ttl_short),
-            ("ttl_long", config.ttl_long),
-        ] {
-            if ttl.is_zero() {
-                return Err(Error::config(
-                    field,
-                    "the cache builder",
-                    "a positive duration",
-                    "0s",
-                ));
-            }
-        }
+        config.validate()?;
         if let Some(limit) = backend.capabilities().max_value_size {
             config.max_value_size = config.max_value_size.min(limit);
         }
@@ -163,102 +168,39 @@ impl CacheBuilder {
             .with_max_key_length(config.max_key_length);
         Ok(Cache {
             inner: Arc::new(Inner {
-                backend,
-                namespace,
-                config,
-                counters: Counters::default(),
-                flights: Flights::default(),
+                core: Core::new(backend, namespace, config),
+                reads: ReadThrough::default(),
             }),
         })
     }
 }
 
-/// One match of [`Cache::fuzzy_search`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct FuzzyMatch<T> {
-    /// The key (without the namespace).
-    pub key: String,
-    /// Similarity from 0 to 1; 1 when the key contains the query.
-    pub score: f64,
-    /// The value stored under the key.
-    pub value: T,
+/// An entry read whole by [`Cache::get_entry`]: what is stored, how, for
+/// how long, and with which tags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CacheEntry {
+    /// How the payload is encoded.
+    pub format: Format,
+    /// The payload (serde bytes, raw bytes or a counter's digits).
+    pub payload: Bytes,
+    /// When the entry expires.
+    pub expiry: Expiry,
+    /// Its tags, without the namespace.
+    pub tags: Vec<String>,
+    /// End of its fresh window, when it has one.
+    pub fresh_until: Option<SystemTime>,
 }
 
-/// Options of [`Cache::fuzzy_search`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct FuzzyOptions {
-    /// Lowest score kept (default 0.6).
-    pub threshold: f64,
-    /// Most matches returned (default 10).
-    pub limit: usize,
-    /// Only consider keys carrying this tag.
-    pub tag: Option<String>,
-    /// Most keys examined (default 10,000).
-    pub scan_limit: usize,
-}
-
-impl Default for FuzzyOptions {
-    fn default() -> Self {
-        FuzzyOptions {
-            threshold: 0.6,
-            limit: 10,
-            tag: None,
-            scan_limit: 10_000,
+impl CacheEntry {
+    /// The payload decoded as `T` (serde values and counters).
+    pub fn decode<T: DeserializeOwned>(&self) -> Result<T> {
+        match self.format {
+            Format::Codec(codec) => codec.decode_payload(&self.payload),
+            Format::Counter => codec::Codec::Json.decode_payload(&self.payload),
+            _ => Err(codec::raw_is_not_typed()),
         }
     }
-}
-
-/// How well `key` matches `query`: 1.0 when the key contains the query
-/// (ignoring case), else the best Jaro-Winkler similarity of the query to the
-/// whole key or to one of its `:`-separated parts.
-pub fn fuzzy_score(query: &str, key: &str) -> f64 {
-    let query = query.to_lowercase();
-    let key = key.to_lowercase();
-    if key.contains(&query) {
-        return 1.0;
-    }
-    key.split(':')
-        .map(|part| strsim::jaro_winkler(&query, part))
-        .fold(strsim::jaro_winkler(&query, &key), f64::max)
-}
-
-/// A held distributed lock; release it with [`Lock::release`]. If dropped
-/// unreleased, the lock expires after its TTL.
-#[derive(Debug)]
-pub struct Lock {
-    cache: Cache,
-    key: String,
-    token: String,
-}
-
-impl Lock {
-    /// The random token identifying this holder.
-    pub fn token(&self) -> &str {
-        &self.token
-    }
-
-    /// Release the lock if this holder still has it. Returns `false` when it
-    /// had expired and someone else (or no one) holds it now.
-    pub async fn release(self) -> Result<bool> {
-        let backend = &self.cache.inner.backend;
-        let released = backend.unlock(&self.key, &self.token).await;
-        self.cache.observe(released)
-    }
-}
-
-/// A token unlikely to repeat across processes: a process-random seed mixed
-/// with time and a counter.
-fn lock_token() -> String {
-    use std::hash::{BuildHasher, RandomState};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let state = RandomState::new();
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let a = state.hash_one((n, nanos, std::process::id()));
-    let b = state.hash_one((a, n));
-    format!("{a:016x}{b:016x}")
 }
 
 impl Cache {
@@ -267,124 +209,61 @@ impl Cache {
         CacheBuilder::default()
     }
 
+    fn core(&self) -> &Core {
+        &self.inner.core
+    }
+
     /// The backend behind this cache.
     pub fn backend(&self) -> &Arc<dyn Backend> {
-        &self.inner.backend
+        &self.core().backend
     }
 
     /// The namespace keys are stored under.
     pub fn namespace(&self) -> &Namespace {
-        &self.inner.namespace
+        &self.core().namespace
     }
 
     /// The settings this cache was built with.
     pub fn config(&self) -> &CacheConfig {
-        &self.inner.config
+        &self.core().config
     }
 
-    /// The stored form of `key` (namespaced, validated, hashed when long).
+    /// The stored form of `key` (namespaced, validated, hashed when long or
+    /// when the backend forbids one of its characters).
     pub fn stored_key(&self, key: &str) -> Result<String> {
-        self.inner.namespace.key(key)
-    }
-
-    /// Count and log a failed operation; pass results through.
-    pub(crate) fn observe<T>(&self, result: Result<T>) -> Result<T> {
-        if let Err(e) = &result {
-            self.record_error("operation", e);
-        }
-        result
+        self.core().key(key)
     }
 
     /// Count and log a failure that happened on this cache's behalf (a
-    /// failed recache, say) but was not returned to a caller.
+    /// failed recache, say) but was not returned to a caller. Support for
+    /// the attributes.
+    #[doc(hidden)]
     pub fn record_error(&self, operation: &str, error: &Error) {
-        Counters::add(&self.inner.counters.errors, 1);
-        tracing::warn!(
-            backend = self.inner.backend.name(),
-            namespace = self.inner.namespace.head(),
-            operation,
-            kind = error.kind(),
-            "larder: {error}"
-        );
+        self.core().record_error(operation, error);
     }
 
-    /// Decode stored bytes; undecodable bytes are a miss plus a counted error.
-    pub(crate) fn decode_hit<T: DeserializeOwned>(&self, key: &str, bytes: &[u8]) -> Option<T> {
-        match codec::decode::<T>(bytes) {
-            Ok((value, _)) => {
-                Counters::add(&self.inner.counters.hits, 1);
-                Some(value)
-            }
-            Err(e) => {
-                Counters::add(&self.inner.counters.misses, 1);
-                tracing::warn!(
-                    key,
-                    "larder: stored value does not decode; treated as a miss"
-                );
-                self.record_error("decode", &e);
-                None
-            }
-        }
+    /// Note a write, delete or invalidation, for the read-through.
+    fn invalidated(&self) {
+        self.core().note_invalidation();
     }
 
-    /// The backend-level form of `options`: TTL resolved, tags namespaced.
-    pub fn write_options(&self, options: &SetOptions) -> Result<WriteOptions> {
-        let config = &self.inner.config;
-        let ttl = match options.ttl {
-            Ttl::Default => Some(config.default_ttl),
-            Ttl::Bucket(b) => Some(config.ttl(b)),
-            Ttl::Fixed(d) if d.is_zero() => {
-                return Err(Error::config(
-                    "ttl",
-                    "a write",
-                    "a positive duration; use no_expiry() to store without expiry",
-                    "0s",
-                ));
-            }
-            Ttl::Fixed(d) => Some(d),
-            Ttl::Never => None,
-        };
-        let tags = options
-            .tags
-            .iter()
-            .map(|t| self.inner.namespace.tag(t))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(WriteOptions {
-            ttl,
-            tags,
-            mode: options.mode,
-        })
-    }
-
-    pub(crate) fn encode<T: Serialize + ?Sized>(
-        &self,
-        stored_key: &str,
-        value: &T,
-    ) -> Result<Bytes> {
-        let bytes = codec::encode(self.inner.config.codec, value, None)?;
-        let limit = self.inner.config.max_value_size;
-        if bytes.len() > limit {
-            return Err(Error::PayloadTooLarge {
-                key: stored_key.to_owned(),
-                size: bytes.len(),
-                limit,
-            });
-        }
-        Ok(bytes)
+    fn strip(&self, stored: &str) -> Option<String> {
+        self.namespace().strip(stored).map(str::to_owned)
     }
 
     /// The value under `key`, or `None`. Stored bytes that do not decode as
     /// `T` are a miss (and a counted error), never a panic or a wrong value.
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
-        let stored = self.inner.namespace.key(key)?;
-        match self.inner.backend.get(&stored).await {
-            Ok(Some(bytes)) => Ok(self.decode_hit(key, &bytes)),
+        let core = self.core();
+        let stored = core.key(key)?;
+        match core.backend.get(&stored).await {
+            Ok(Some(bytes)) => Ok(core.decode_hit(key, &bytes)),
             Ok(None) => {
-                Counters::add(&self.inner.counters.misses, 1);
+                Counters::add(&core.counters.misses, 1);
                 Ok(None)
             }
             Err(e) => {
-                self.record_error("get", &e);
+                core.record_error("get", &e);
                 Err(e)
             }
         }
@@ -396,22 +275,116 @@ impl Cache {
         T: DeserializeOwned,
         K: AsRef<str>,
     {
+        let core = self.core();
         let stored = keys
             .iter()
-            .map(|k| self.inner.namespace.key(k.as_ref()))
+            .map(|k| core.key(k.as_ref()))
             .collect::<Result<Vec<_>>>()?;
-        let found = self.observe(self.inner.backend.get_many(&stored).await)?;
+        let found = core.observe("get_many", core.backend.get_many(&stored).await)?;
         Ok(keys
             .iter()
             .zip(found)
             .map(|(key, bytes)| match bytes {
-                Some(b) => self.decode_hit(key.as_ref(), &b),
+                Some(b) => core.decode_hit(key.as_ref(), &b),
                 None => {
-                    Counters::add(&self.inner.counters.misses, 1);
+                    Counters::add(&core.counters.misses, 1);
                     None
                 }
             })
             .collect())
+    }
+
+    /// The value under `key`, whose TTL is renewed to `ttl` by the same read
+    /// (sliding expiry). On a backend without
+    /// [`Capabilities::touch`](crate::Capabilities::touch) this is a read
+    /// and an `expire`.
+    pub async fn get_and_touch<T: DeserializeOwned>(
+        &self,
+        key: &str,
+        ttl: Duration,
+    ) -> Result<Option<T>> {
+        let core = self.core();
+        let stored = core.key(key)?;
+        let ttl = Error::check_ttl(ttl)?;
+        let found = if core.caps.touch {
+            core.observe("get", core.backend.get_and_touch(&stored, ttl).await)?
+        } else {
+            let found = core.observe("get", core.backend.get(&stored).await)?;
+            if found.is_some() {
+                core.observe("expire", core.backend.expire(&stored, ttl).await)?;
+            }
+            found
+        };
+        Ok(self.decoded(key, found))
+    }
+
+    /// The value under `key`, deleted by the same step: no other caller can
+    /// read it afterwards. Needs
+    /// [`Capabilities::get_delete`](crate::Capabilities::get_delete).
+    pub async fn get_delete<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        let core = self.core();
+        let stored = core.key(key)?;
+        self.invalidated();
+        let found = core.observe("get_delete", core.backend.get_delete(&stored).await)?;
+        if found.is_some() {
+            Counters::add(&core.counters.deletes, 1);
+        }
+        Ok(self.decoded(key, found))
+    }
+
+    fn decoded<T: DeserializeOwned>(&self, key: &str, found: Option<Bytes>) -> Option<T> {
+        let core = self.core();
+        match found {
+            Some(bytes) => core.decode_hit(key, &bytes),
+            None => {
+                Counters::add(&core.counters.misses, 1);
+                None
+            }
+        }
+    }
+
+    /// The entry under `key` whole: payload, format, remaining life, tags
+    /// and fresh window. For tools (`larder get`) and migrations.
+    pub async fn get_entry(&self, key: &str) -> Result<Option<CacheEntry>> {
+        let core = self.core();
+        let stored = core.key(key)?;
+        let Some(entry) = core.observe("get_entry", core.backend.get_entry(&stored).await)? else {
+            return Ok(None);
+        };
+        let parsed = core.observe("get_entry", codec::parse(entry.value))?;
+        Ok(Some(CacheEntry {
+            format: parsed.format,
+            payload: parsed.payload,
+            expiry: entry.expiry,
+            tags: entry.tags.iter().filter_map(|t| self.strip(t)).collect(),
+            fresh_until: parsed.fresh_until,
+        }))
+    }
+
+    /// The bytes stored under `key` by [`Cache::set_raw`], unchanged. A value
+    /// stored as a serde value or a counter is an
+    /// [`Error::Codec`] that says how to read it.
+    pub async fn get_raw(&self, key: &str) -> Result<Option<Bytes>> {
+        let core = self.core();
+        let stored = core.key(key)?;
+        let Some(bytes) = core.observe("get", core.backend.get(&stored).await)? else {
+            Counters::add(&core.counters.misses, 1);
+            return Ok(None);
+        };
+        let parsed = core.observe("decode", codec::parse(bytes))?;
+        match parsed.format {
+            Format::Raw => {
+                Counters::add(&core.counters.hits, 1);
+                Ok(Some(parsed.payload))
+            }
+            other => Err(Error::Codec {
+                codec: other.name(),
+                message: format!(
+                    "the value at {key:?} was stored as {}, not as raw bytes; read it with get::<T>",
+                    other.name()
+                ),
+            }),
+        }
     }
 
     /// Store `value` under `key`; configure TTL, tags and mode on the
@@ -420,57 +393,51 @@ impl Cache {
         &'a self,
         key: &'a str,
         value: &'a T,
-    ) -> SetRequest<'a, T> {
-        SetRequest {
-            cache: self,
-            key,
-            value,
-            options: SetOptions::default(),
-        }
+    ) -> SetRequest<'a, Typed<'a, T>> {
+        SetRequest::new(self.core(), key, Typed(value))
+    }
+
+    /// Store `bytes` under `key` unchanged (no codec); read them back with
+    /// [`Cache::get_raw`]. Configure and `.await` as [`Cache::set`].
+    pub fn set_raw<'a>(&'a self, key: &'a str, bytes: impl Into<Bytes>) -> SetRequest<'a, Raw> {
+        SetRequest::new(self.core(), key, Raw(bytes.into()))
     }
 
     /// Store `value` under `key` with `options`. Returns whether it was
     /// written.
-    pub async fn set_with<T: Serialize + ?Sized>(
+    pub async fn set_with<T: Serialize + Sync + ?Sized>(
         &self,
         key: &str,
         value: &T,
         options: &SetOptions,
     ) -> Result<bool> {
-        let stored = self.inner.namespace.key(key)?;
-        let write = self.write_options(options)?;
-        let bytes = self.encode(&stored, value)?;
-        let written = self.observe(self.inner.backend.set(&stored, bytes, &write).await)?;
-        if written {
-            Counters::add(&self.inner.counters.sets, 1);
-        }
-        Ok(written)
+        self.core().set(key, &Typed(value), options).await
     }
 
-    /// Store several values with the same options (mode is ignored: every
-    /// entry is written).
-    pub async fn set_many<K, T, I>(&self, entries: I, options: &SetOptions) -> Result<()>
+    /// Store several values with the same options; the mode applies to each
+    /// entry. Returns how many were written.
+    pub async fn set_many<K, T, I>(&self, entries: I, options: &SetOptions) -> Result<u64>
     where
         I: IntoIterator<Item = (K, T)>,
         K: AsRef<str>,
         T: Serialize,
     {
-        let write = WriteOptions {
-            mode: crate::SetMode::Always,
-            ..self.write_options(options)?
-        };
+        let core = self.core();
+        let write = core.write_options(options)?;
         let mut encoded = Vec::new();
         for (key, value) in entries {
-            let stored = self.inner.namespace.key(key.as_ref())?;
-            let bytes = self.encode(&stored, &value)?;
+            let stored = core.key(key.as_ref())?;
+            let bytes = codec::encode(core.config.codec, &value, None)?;
+            core.check_size(&stored, &bytes)?;
             encoded.push((stored, bytes));
         }
         if encoded.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
-        self.observe(self.inner.backend.set_many(&encoded, &write).await)?;
-        Counters::add(&self.inner.counters.sets, encoded.len() as u64);
-        Ok(())
+        self.invalidated();
+        let written = core.observe("set_many", core.backend.set_many(&encoded, &write).await)?;
+        Counters::add(&core.counters.sets, written);
+        Ok(written)
     }
 
     /// Delete `key`; returns whether it held a value.
@@ -480,102 +447,117 @@ impl Cache {
 
     /// Delete `keys`; returns how many held a value.
     pub async fn delete_many<K: AsRef<str>>(&self, keys: &[K]) -> Result<u64> {
+        let core = self.core();
         let stored = keys
             .iter()
-            .map(|k| self.inner.namespace.key(k.as_ref()))
+            .map(|k| core.key(k.as_ref()))
             .collect::<Result<Vec<_>>>()?;
-        let n = self.observe(self.inner.backend.delete(&stored).await)?;
-        Counters::add(&self.inner.counters.deletes, n);
+        self.invalidated();
+        let n = core.observe("delete", core.backend.delete(&stored).await)?;
+        Counters::add(&core.counters.deletes, n);
         Ok(n)
     }
 
     /// Whether `key` holds a live value.
     pub async fn exists(&self, key: &str) -> Result<bool> {
-        let stored = self.inner.namespace.key(key)?;
-        self.observe(self.inner.backend.exists(&stored).await)
+        let core = self.core();
+        let stored = core.key(key)?;
+        core.observe("exists", core.backend.exists(&stored).await)
     }
 
     /// Give `key` a new TTL; returns `false` when the key is missing.
     pub async fn expire(&self, key: &str, ttl: Duration) -> Result<bool> {
-        let stored = self.inner.namespace.key(key)?;
-        if ttl.is_zero() {
-            return Err(Error::config(
-                "ttl",
-                "expire",
-                "a positive duration; use delete() to remove a key",
-                "0s",
-            ));
-        }
-        self.observe(self.inner.backend.expire(&stored, ttl).await)
+        let core = self.core();
+        let stored = core.key(key)?;
+        let ttl = Error::check_ttl(ttl)?;
+        core.observe("expire", core.backend.expire(&stored, ttl).await)
     }
 
     /// Remaining life of `key`.
     pub async fn ttl(&self, key: &str) -> Result<KeyTtl> {
-        let stored = self.inner.namespace.key(key)?;
-        self.observe(self.inner.backend.ttl(&stored).await)
+        let core = self.core();
+        let stored = core.key(key)?;
+        core.observe("ttl", core.backend.ttl(&stored).await)
     }
 
-    /// Add `delta` to the counter under `key` and return the new value. A
-    /// missing key starts at 0 and has no expiry; read it back with
+    /// Add `delta` to the counter under `key` and return the new value; a
+    /// negative delta decrements (on backends with
+    /// [`Capabilities::signed_counters`](crate::Capabilities::signed_counters)).
+    /// A missing key starts at 0 and lives without expiry, or for the TTL
+    /// given with `.ttl(..)`, set in the same atomic step. Read it back with
     /// `get::<i64>`.
-    pub async fn incr(&self, key: &str, delta: i64) -> Result<i64> {
-        let stored = self.inner.namespace.key(key)?;
-        self.observe(self.inner.backend.incr(&stored, delta).await)
+    pub fn incr<'a>(&'a self, key: &'a str, delta: i64) -> IncrRequest<'a> {
+        IncrRequest::new(self.core(), key, delta)
     }
 
-    /// Delete every key carrying any of `tags`; returns how many.
-    pub async fn invalidate_tags<S: AsRef<str>>(&self, tags: &[S]) -> Result<u64> {
-        let stored = tags
-            .iter()
-            .map(|t| self.inner.namespace.tag(t.as_ref()))
-            .collect::<Result<Vec<_>>>()?;
-        let n = self.observe(self.inner.backend.invalidate_tags(&stored).await)?;
-        Counters::add(&self.inner.counters.invalidations, 1);
-        Counters::add(&self.inner.counters.deletes, n);
+    /// Delete every key carrying any of `tags`; returns how many, when the
+    /// backend can tell ([`Count::Unknown`] otherwise).
+    pub async fn invalidate_tags<S: AsRef<str>>(&self, tags: &[S]) -> Result<Count> {
+        let core = self.core();
+        let stored = core.tags(tags)?;
+        self.invalidated();
+        let n = core.observe(
+            "invalidate_tags",
+            core.backend.invalidate_tags(&stored).await,
+        )?;
+        Counters::add(&core.counters.invalidations, 1);
+        Counters::add(&core.counters.deletes, n.exact().unwrap_or(0));
         Ok(n)
     }
 
-    /// Delete every key carrying `tag`; returns how many.
-    pub async fn invalidate_tag(&self, tag: &str) -> Result<u64> {
+    /// Delete every key carrying `tag`; returns how many, when known.
+    pub async fn invalidate_tag(&self, tag: &str) -> Result<Count> {
         self.invalidate_tags(&[tag]).await
     }
 
     /// Delete every key of this namespace matching the glob `pattern` (see
-    /// [`crate::glob`]); returns how many.
-    pub async fn invalidate_pattern(&self, pattern: &str) -> Result<u64> {
-        let stored = self.inner.namespace.pattern(pattern)?;
-        let n = self.observe(self.inner.backend.delete_matching(&stored).await)?;
-        Counters::add(&self.inner.counters.invalidations, 1);
-        Counters::add(&self.inner.counters.deletes, n);
+    /// [`crate::glob`]); returns how many, when known.
+    pub async fn invalidate_pattern(&self, pattern: &str) -> Result<Count> {
+        let core = self.core();
+        let stored = core.namespace.pattern(pattern)?;
+        self.invalidated();
+        let n = core.observe(
+            "invalidate_pattern",
+            core.backend.delete_matching(&stored).await,
+        )?;
+        Counters::add(&core.counters.invalidations, 1);
+        Counters::add(&core.counters.deletes, n.exact().unwrap_or(0));
         Ok(n)
     }
 
     /// Up to `limit` keys of this namespace matching `pattern`, without the
-    /// namespace.
+    /// namespace, each once.
     pub async fn scan(&self, pattern: &str, limit: usize) -> Result<Vec<String>> {
-        let stored = self.inner.namespace.pattern(pattern)?;
-        let keys = self.observe(self.inner.backend.scan(&stored, limit).await)?;
-        Ok(self.strip_all(keys))
+        let core = self.core();
+        let stored = core.namespace.pattern(pattern)?;
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let keys = core.observe("scan", core.backend.scan(&stored, limit).await)?;
+        Ok(keys.iter().filter_map(|k| self.strip(k)).collect())
     }
 
     /// Up to `limit` keys carrying `tag`, without the namespace.
     pub async fn tag_members(&self, tag: &str, limit: usize) -> Result<Vec<String>> {
-        let stored = self.inner.namespace.tag(tag)?;
-        let keys = self.observe(self.inner.backend.tag_members(&stored, limit).await)?;
-        Ok(self.strip_all(keys))
-    }
-
-    fn strip_all(&self, keys: Vec<String>) -> Vec<String> {
-        keys.iter()
-            .filter_map(|k| self.inner.namespace.strip(k).map(str::to_owned))
-            .collect()
+        let core = self.core();
+        let stored = core.namespace.tag(tag)?;
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let keys = core.observe(
+            "tag_members",
+            core.backend.tag_members(&stored, limit).await,
+        )?;
+        Ok(keys.iter().filter_map(|k| self.strip(k)).collect())
     }
 
     /// Delete every key and tag of this cache's namespace (and only those);
-    /// returns how many keys.
-    pub async fn clear(&self) -> Result<u64> {
-        let n = self.observe(self.inner.backend.clear(self.inner.namespace.head()).await)?;
-        Counters::add(&self.inner.counters.deletes, n);
+    /// returns how many keys, when known.
+    pub async fn clear(&self) -> Result<Count> {
+        let core = self.core();
+        self.invalidated();
+        let n = core.observe("clear", core.backend.clear(core.namespace.head()).await)?;
+        Counters::add(&core.counters.deletes, n.exact().unwrap_or(0));
         Ok(n)
     }
 
@@ -610,8 +592,8 @@ impl Cache {
     /// [`ReadRequest::load`].
     pub async fn get_or_load<T, E, F, Fut>(&self, key: &str, loader: F) -> std::result::Result<T, E>
     where
-        T: Serialize + DeserializeOwned + Send,
-        E: From<Error>,
+        T: Serialize + DeserializeOwned + Send + 'static,
+        E: From<Error> + Send + 'static,
         F: FnOnce() -> Fut,
         Fut: Future<Output = std::result::Result<T, E>>,
     {
@@ -620,61 +602,92 @@ impl Cache {
 
     /// A read-through lookup of `key`; configure, then call `.load(loader)`.
     pub fn read<'a>(&'a self, key: &'a str) -> ReadRequest<'a> {
-        ReadRequest::new(self, key)
+        ReadRequest::new(self.core(), &self.inner.reads, key)
+    }
+
+    /// The read-through behind `#[cache_read]`: never fails because of the
+    /// cache. An invalid key, a backend error or a value that does not
+    /// encode is logged and counted, and the loader's outcome is returned.
+    /// `tags` is called only when something is stored; `share` copies a
+    /// failed outcome for the callers that shared the load (`None`: they
+    /// load for themselves). Inside [`refresh`](crate::recache::refresh)
+    /// the lookup is skipped and the loader's value overwrites the entry.
+    #[doc(hidden)]
+    pub async fn read_through<O, L, Fut, T, C, S>(
+        &self,
+        key: &str,
+        tags: T,
+        fill: &FillOptions,
+        condition: C,
+        share: S,
+        loader: L,
+    ) -> O
+    where
+        O: Outcome + Send + 'static,
+        L: FnOnce() -> Fut,
+        Fut: Future<Output = O>,
+        T: FnOnce() -> Vec<String>,
+        C: FnOnce(&O::Subject) -> bool,
+        S: Fn(&O) -> Option<O>,
+    {
+        let core = self.core();
+        match core.key(key) {
+            Ok(stored) => {
+                let plan = FillPlan {
+                    key,
+                    stored: &stored,
+                    tags,
+                    options: fill,
+                    condition,
+                    share,
+                };
+                self.inner.reads.fill(core, plan, loader).await
+            }
+            Err(e) => {
+                core.record_error("read_through", &e);
+                loader().await
+            }
+        }
     }
 
     /// Try to take the distributed lock `name` for `ttl`. `None` when someone
     /// else holds it.
     pub async fn try_lock(&self, name: &str, ttl: Duration) -> Result<Option<Lock>> {
-        let key = self.inner.namespace.key(&format!("__lock:{name}"))?;
-        let token = lock_token();
-        let taken = self.observe(self.inner.backend.lock(&key, &token, ttl).await)?;
-        Ok(taken.then(|| Lock {
-            cache: self.clone(),
-            key,
-            token,
-        }))
+        let core = self.core();
+        core.observe("lock", lock::take(core, name, ttl).await)
     }
 
     /// Probe the backend. Never fails: an unreachable backend is reported
     /// as unhealthy with the error in `details`.
     pub async fn health(&self) -> HealthReport {
+        let core = self.core();
         let started = Instant::now();
-        match self.inner.backend.health().await {
+        match core.backend.health().await {
             Ok(report) => report,
             Err(e) => {
-                self.record_error("health", &e);
-                HealthReport {
-                    backend: self.inner.backend.name(),
-                    healthy: false,
-                    latency: started.elapsed(),
-                    details: vec![("error".to_owned(), e.to_string())],
-                }
+                core.record_error("health", &e);
+                HealthReport::unhealthy(
+                    core.backend.kind(),
+                    core.backend.label(),
+                    started.elapsed(),
+                    &e,
+                )
             }
         }
     }
 
     /// Counters since this cache was built.
     pub fn stats(&self) -> Stats {
-        self.inner.counters.snapshot(self.inner.backend.evictions())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fuzzy_scores() {
-        assert_eq!(fuzzy_score("alice", "user:alice"), 1.0);
-        assert_eq!(fuzzy_score("ALI", "user:alice"), 1.0);
-        assert!(fuzzy_score("alise", "user:alice") > 0.85);
-        assert!(fuzzy_score("zzz", "user:alice") < 0.5);
+        let core = self.core();
+        core.counters.snapshot(core.backend.evictions())
     }
 
-    #[test]
-    fn tokens_differ() {
-        assert_ne!(lock_token(), lock_token());
-        assert_eq!(lock_token().len(), 32);
+    /// Flush what the backend acknowledged and release its connections and
+    /// files. Call it before the process exits: dropping the last handle
+    /// also closes the backend, but only when a tokio runtime is still
+    /// running to do it. Later operations may fail.
+    pub async fn close(&self) -> Result<()> {
+        let core = self.core();
+        core.observe("close", core.backend.close().await)
     }
 }

@@ -6,15 +6,16 @@
 //! |---|---|
 //! | 0..2 | magic `0xFF 'L'` (0xFF never starts UTF-8 text or JSON) |
 //! | 2 | envelope format version (1) |
-//! | 3 | codec id (1 JSON, 2 MessagePack, 3 postcard, 4 bincode) |
+//! | 3 | codec id (0 raw bytes, 1 JSON, 2 MessagePack, 3 postcard, 4 bincode) |
 //! | 4 | flags (1 compressed, 2 encrypted, 4 signed) |
 //! | 5..8 | reserved, zero |
 //! | 8..16 | `fresh_until`, milliseconds since the Unix epoch, little endian; 0 = none |
 //!
 //! The payload follows. A value is decoded with the codec named in its own
 //! header, so changing the default codec does not strand older entries.
-//! Counters written by `incr` are plain decimal text without a header and
-//! decode as integers. No codec can run code on decode.
+//! Raw values (`Cache::set_raw`) carry their bytes unchanged after the
+//! header. Counters written by `incr` are plain decimal text without a
+//! header and decode as integers. No codec can run code on decode.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -55,6 +56,7 @@ pub enum Codec {
     Bincode,
 }
 
+const RAW_ID: u8 = 0;
 const JSON_ID: u8 = 1;
 const MSGPACK_ID: u8 = 2;
 const POSTCARD_ID: u8 = 3;
@@ -138,7 +140,8 @@ impl Codec {
         }
     }
 
-    fn decode<T: DeserializeOwned>(self, payload: &[u8]) -> Result<T> {
+    /// Decode a payload (the bytes after the envelope header) as `T`.
+    pub fn decode_payload<T: DeserializeOwned>(self, payload: &[u8]) -> Result<T> {
         match self {
             Codec::Json => serde_json::from_slice(payload).map_err(|e| self.error(e)),
             #[cfg(feature = "msgpack")]
@@ -173,16 +176,53 @@ fn missing(name: &'static str) -> Error {
     }
 }
 
+/// How a stored payload is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Format {
+    /// Bytes stored unchanged (`Cache::set_raw`).
+    Raw,
+    /// A serde value in this codec.
+    Codec(Codec),
+    /// A decimal integer written by `incr`, without a header.
+    Counter,
+}
+
+impl Format {
+    /// `raw`, `counter`, or the codec's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Raw => "raw",
+            Format::Codec(c) => c.name(),
+            Format::Counter => "counter",
+        }
+    }
+}
+
 /// The header fields of a stored value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
-    /// Codec of the payload.
-    pub codec: Codec,
+    /// Encoding of the payload ([`Format::Raw`] or [`Format::Codec`]).
+    pub format: Format,
     /// Flag bits (`FLAG_*`).
     pub flags: u8,
     /// End of the fresh window, when one was set (early refresh and
     /// stale-while-revalidate).
     pub fresh_until: Option<SystemTime>,
+}
+
+fn push_header(out: &mut Vec<u8>, id: u8, fresh_until: Option<SystemTime>) {
+    out.extend_from_slice(&MAGIC);
+    out.push(FORMAT_VERSION);
+    out.push(id);
+    out.push(0);
+    out.extend_from_slice(&[0, 0, 0]);
+    let millis = fresh_until
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| {
+            u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+        });
+    out.extend_from_slice(&millis.to_le_bytes());
 }
 
 /// Encode `value` with `codec` behind an envelope header.
@@ -192,19 +232,17 @@ pub fn encode<T: Serialize + ?Sized>(
     fresh_until: Option<SystemTime>,
 ) -> Result<Bytes> {
     let mut out = Vec::with_capacity(64);
-    out.extend_from_slice(&MAGIC);
-    out.push(FORMAT_VERSION);
-    out.push(codec.id());
-    out.push(0);
-    out.extend_from_slice(&[0, 0, 0]);
-    let millis = fresh_until
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| {
-            u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
-        });
-    out.extend_from_slice(&millis.to_le_bytes());
+    push_header(&mut out, codec.id(), fresh_until);
     codec.encode_into(&mut out, value)?;
     Ok(Bytes::from(out))
+}
+
+/// `payload` unchanged behind an envelope header that marks it raw.
+pub fn encode_raw(payload: &[u8], fresh_until: Option<SystemTime>) -> Bytes {
+    let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
+    push_header(&mut out, RAW_ID, fresh_until);
+    out.extend_from_slice(payload);
+    Bytes::from(out)
 }
 
 /// Read the header of stored bytes. `Ok(None)` for bytes without a header
@@ -229,7 +267,10 @@ pub fn header(bytes: &[u8]) -> Result<Option<Header>> {
             bytes[2]
         )));
     }
-    let codec = Codec::from_id(bytes[3])?;
+    let format = match bytes[3] {
+        RAW_ID => Format::Raw,
+        id => Format::Codec(Codec::from_id(id)?),
+    };
     let flags = bytes[4];
     if flags != 0 {
         return Err(invalid(format!(
@@ -241,24 +282,67 @@ pub fn header(bytes: &[u8]) -> Result<Option<Header>> {
     let millis = u64::from_le_bytes(millis);
     let fresh_until = (millis != 0).then(|| UNIX_EPOCH + Duration::from_millis(millis));
     Ok(Some(Header {
-        codec,
+        format,
         flags,
         fresh_until,
     }))
 }
 
+fn foreign(bytes: &[u8]) -> Error {
+    Error::Codec {
+        codec: "envelope",
+        message: format!(
+            "stored bytes are not a larder value (no header; {} bytes); was the key written by another program?",
+            bytes.len()
+        ),
+    }
+}
+
 /// Decode stored bytes into `T`, with the header when there was one.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, Option<Header>)> {
     match header(bytes)? {
-        Some(h) => Ok((h.codec.decode(&bytes[HEADER_LEN..])?, Some(h))),
-        None if is_counter(bytes) => Ok((Codec::Json.decode(bytes)?, None)),
-        None => Err(Error::Codec {
-            codec: "envelope",
-            message: format!(
-                "stored bytes are not a larder value (no header; {} bytes); was the key written by another program?",
-                bytes.len()
-            ),
+        Some(h) => match h.format {
+            Format::Codec(codec) => Ok((codec.decode_payload(&bytes[HEADER_LEN..])?, Some(h))),
+            _ => Err(raw_is_not_typed()),
+        },
+        None if is_counter(bytes) => Ok((Codec::Json.decode_payload(bytes)?, None)),
+        None => Err(foreign(bytes)),
+    }
+}
+
+pub(crate) fn raw_is_not_typed() -> Error {
+    Error::Codec {
+        codec: "raw",
+        message: "the value was stored as raw bytes (set_raw); read it with get_raw".into(),
+    }
+}
+
+/// A stored value taken apart without decoding its payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parsed {
+    /// How the payload is encoded.
+    pub format: Format,
+    /// The payload: serde bytes, raw bytes, or the counter's digits.
+    pub payload: Bytes,
+    /// End of the fresh window, when one was set.
+    pub fresh_until: Option<SystemTime>,
+}
+
+/// Take stored bytes apart: header, payload, format. Bytes that are neither
+/// an envelope nor a counter are an error.
+pub fn parse(bytes: Bytes) -> Result<Parsed> {
+    match header(&bytes)? {
+        Some(h) => Ok(Parsed {
+            format: h.format,
+            payload: bytes.slice(HEADER_LEN..),
+            fresh_until: h.fresh_until,
         }),
+        None if is_counter(&bytes) => Ok(Parsed {
+            format: Format::Counter,
+            payload: bytes,
+            fresh_until: None,
+        }),
+        None => Err(foreign(&bytes)),
     }
 }
 
@@ -307,7 +391,7 @@ mod tests {
             let (back, header) = decode::<User>(&bytes).unwrap();
             assert_eq!(back, user(), "{codec:?}");
             let header = header.unwrap();
-            assert_eq!(header.codec, codec);
+            assert_eq!(header.format, Format::Codec(codec));
             assert_eq!(header.fresh_until, Some(fresh));
         }
     }
@@ -320,6 +404,21 @@ mod tests {
             br#"{"id":7,"name":"Ada","tags":["a"]}"#
         );
         assert_eq!(header(&bytes).unwrap().unwrap().fresh_until, None);
+    }
+
+    #[test]
+    fn raw_values_keep_their_bytes() {
+        let bytes = encode_raw(b"\x00\xffanything", None);
+        let parsed = parse(bytes.clone()).unwrap();
+        assert_eq!(parsed.format, Format::Raw);
+        assert_eq!(&parsed.payload[..], b"\x00\xffanything");
+        let err = decode::<Vec<u8>>(&bytes).unwrap_err().to_string();
+        assert!(err.contains("get_raw"), "{err}");
+        assert_eq!(
+            parse(Bytes::from_static(b"-12")).unwrap().format,
+            Format::Counter
+        );
+        assert!(parse(Bytes::from_static(b"junk")).is_err());
     }
 
     #[test]

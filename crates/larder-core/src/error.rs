@@ -23,7 +23,10 @@ pub enum Error {
     },
 
     /// An operation did not finish in time.
-    #[error("{backend} backend timed out after {elapsed:?} during {operation}")]
+    #[error(
+        "{backend} backend timed out during {operation}: no answer after {elapsed:?} \
+         (the limit is {limit:?})"
+    )]
     Timeout {
         /// Backend name.
         backend: &'static str,
@@ -31,6 +34,8 @@ pub enum Error {
         operation: &'static str,
         /// How long it ran before it was given up.
         elapsed: Duration,
+        /// The timeout in force.
+        limit: Duration,
     },
 
     /// The backend refused our credentials or permissions. Not retried.
@@ -67,6 +72,27 @@ pub enum Error {
         key: String,
         /// Why it is rejected and how to fix it.
         reason: String,
+    },
+
+    /// A TTL that no backend accepts: zero, or longer than
+    /// [`MAX_TTL`](crate::MAX_TTL).
+    #[error("invalid TTL {ttl:?}: {reason}")]
+    InvalidTtl {
+        /// The TTL given.
+        ttl: Duration,
+        /// Why it is refused and what to do instead.
+        reason: String,
+    },
+
+    /// A read-through load that this call waited for failed. The load's own
+    /// error went to the caller that ran it; the callers that shared the load
+    /// get this one, and nothing is stored.
+    #[error("the shared load of key {key:?} failed: {message}")]
+    SharedLoad {
+        /// The key (as given by the caller).
+        key: String,
+        /// What the load returned, as far as it can be told.
+        message: String,
     },
 
     /// A configuration value is invalid.
@@ -143,6 +169,8 @@ impl Error {
             Error::Unsupported { .. } => "unsupported",
             Error::Codec { .. } => "codec",
             Error::InvalidKey { .. } => "invalid_key",
+            Error::InvalidTtl { .. } => "invalid_ttl",
+            Error::SharedLoad { .. } => "shared_load",
             Error::Config { .. } => "config",
             Error::PayloadTooLarge { .. } => "payload_too_large",
             Error::NotAnInteger { .. } => "not_an_integer",
@@ -164,6 +192,31 @@ impl Error {
             expected: expected.into(),
             got: got.into(),
         }
+    }
+
+    /// `ttl` itself when a backend may be given it; else the
+    /// [`Error::InvalidTtl`] for a TTL of zero or over [`MAX_TTL`](crate::MAX_TTL).
+    pub fn check_ttl(ttl: Duration) -> Result<Duration> {
+        if ttl.is_zero() {
+            return Err(Error::InvalidTtl {
+                ttl,
+                reason: "a TTL must be positive; store without expiry with no_expiry(), or \
+                         remove the key with delete()"
+                    .to_owned(),
+            });
+        }
+        if ttl > crate::MAX_TTL {
+            return Err(Error::InvalidTtl {
+                ttl,
+                reason: format!(
+                    "the longest TTL larder accepts is {} days ({:?}) on every backend; store \
+                     without expiry with no_expiry() for values that live until deleted",
+                    crate::MAX_TTL.as_secs() / 86_400,
+                    crate::MAX_TTL
+                ),
+            });
+        }
+        Ok(ttl)
     }
 
     /// Shorthand for [`Error::InvalidKey`]; very long keys are shortened in

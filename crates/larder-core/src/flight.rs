@@ -1,39 +1,67 @@
 //! In-process single-flight: concurrent misses of one key share one load.
 //!
-//! Each key in flight has a [`Flight`] holding an async mutex around a slot.
-//! The first caller to take the mutex loads and fills the slot; the others
-//! wait on the mutex and then read the slot. Dropping a waiter only drops its
-//! own wait. Dropping the leader releases the mutex with the slot still empty,
-//! so the next waiter takes over the load.
+//! Each key in flight has a [`Flight`]: an async mutex around a slot. The
+//! first caller to take the mutex leads the load and fills the slot with
+//! what it produced; the others wait on the mutex and then read the slot.
+//! Dropping a waiter only drops its own wait. Dropping the leader releases
+//! the mutex with the slot still empty, so the next waiter leads instead.
+//!
+//! A flight serves only the callers that joined it before it finished: once
+//! the leader has produced, the flight is marked finished and a new caller
+//! of the key starts a new flight. So a caller that arrives after an
+//! invalidation never receives a value loaded before it.
 
+use std::any::Any;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use tokio::sync::OwnedMutexGuard;
 
-/// Lock a std mutex; our critical sections never panic, so a poisoned lock
-/// still holds consistent data.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
+use crate::sync::lock;
+
+/// What a leader leaves for the callers waiting on its flight.
+pub(crate) enum Produced {
+    /// The value, encoded: each waiter decodes its own copy.
+    Value(Bytes),
+    /// A failure to hand out: the leader's outcome, cloned for each waiter
+    /// by the caller's share function.
+    Failure(Box<dyn Any + Send>),
+    /// The value cannot be trusted for callers that did not run the load
+    /// (the store was refused or declined, or the cache saw an invalidation
+    /// meanwhile): look again.
+    Reload,
+    /// The outcome cannot be shared: each waiter loads for itself.
+    LoadYourself,
 }
 
 /// One key in flight.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct Flight {
-    /// The encoded value once a leader has loaded it.
-    pub(crate) slot: tokio::sync::Mutex<Option<Bytes>>,
+    slot: Arc<tokio::sync::Mutex<Option<Produced>>>,
+    finished: AtomicBool,
 }
 
 /// The keys in flight.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct Flights {
     map: Mutex<HashMap<String, Arc<Flight>>>,
 }
 
 impl Flights {
-    /// Join (or start) the flight of `key`.
+    /// Join the flight of `key`, or start one when there is none or the
+    /// current one has finished.
     pub(crate) fn join(&self, key: &str) -> Ticket<'_> {
-        let flight = lock(&self.map).entry(key.to_owned()).or_default().clone();
+        let mut map = lock(&self.map);
+        let flight = match map.get(key) {
+            Some(f) if !f.finished.load(Ordering::Acquire) => f.clone(),
+            _ => {
+                let f = Arc::new(Flight::default());
+                map.insert(key.to_owned(), f.clone());
+                f
+            }
+        };
         Ticket {
             flights: self,
             key: key.to_owned(),
@@ -55,11 +83,22 @@ pub(crate) struct Ticket<'a> {
 }
 
 impl Ticket<'_> {
-    pub(crate) fn flight(&self) -> &Flight {
+    fn flight(&self) -> &Flight {
         match &self.flight {
             Some(f) => f,
             None => unreachable!("the flight is only taken in drop"),
         }
+    }
+
+    /// Wait for the flight's slot: empty when this caller is to lead.
+    pub(crate) async fn slot(&self) -> OwnedMutexGuard<Option<Produced>> {
+        self.flight().slot.clone().lock_owned().await
+    }
+
+    /// Mark the flight finished: later callers start a new one. Call it
+    /// while still holding the filled slot.
+    pub(crate) fn finish(&self) {
+        self.flight().finished.store(true, Ordering::Release);
     }
 }
 
@@ -94,6 +133,21 @@ mod tests {
         assert_eq!(flights.len(), 0);
         let c = flights.join("k");
         drop(c);
+        assert_eq!(flights.len(), 0);
+    }
+
+    #[test]
+    fn a_finished_flight_is_never_joined() {
+        let flights = Flights::default();
+        let a = flights.join("k");
+        let b = flights.join("k");
+        a.finish();
+        let late = flights.join("k");
+        assert!(std::ptr::eq(a.flight(), b.flight()));
+        assert!(!std::ptr::eq(a.flight(), late.flight()), "a new flight");
+        drop(late);
+        assert_eq!(flights.len(), 0, "the new flight left with its ticket");
+        drop((a, b));
         assert_eq!(flights.len(), 0);
     }
 }

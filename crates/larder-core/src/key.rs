@@ -222,17 +222,40 @@ pub fn validate(key: &str, max_len: usize) -> Result<()> {
 /// `{head}#{sha256 hex}` for stored keys over [`MAX_STORED_KEY_LEN`];
 /// shorter keys are returned as they are.
 pub fn fit_length(stored: String) -> String {
-    if stored.len() <= MAX_STORED_KEY_LEN {
+    fit(stored, MAX_STORED_KEY_LEN, "")
+}
+
+/// The stored form of `stored` on a backend that takes keys of at most
+/// `max_len` bytes (never more than [`MAX_STORED_KEY_LEN`]) without any
+/// character of `forbidden`: the key itself when it fits, else a readable
+/// head (forbidden characters shown as `_`) followed by `#` and the SHA-256
+/// of the whole key. Distinct keys keep distinct stored forms.
+///
+/// ```
+/// use larder_core::key::fit;
+/// assert_eq!(fit("svc:v1:a b".into(), 250, ""), "svc:v1:a b");
+/// let hashed = fit("svc:v1:a b".into(), 250, " ");
+/// assert!(hashed.starts_with("svc:v1:a_b#") && !hashed.contains(' '));
+/// assert_ne!(hashed, fit("svc:v1:a_b".into(), 250, " "));
+/// ```
+pub fn fit(stored: String, max_len: usize, forbidden: &str) -> String {
+    let max_len = max_len.clamp(80, MAX_STORED_KEY_LEN);
+    let clean = !stored.contains(|c| forbidden.contains(c));
+    if stored.len() <= max_len && clean {
         return stored;
     }
     let digest = Sha256::digest(stored.as_bytes());
     // head + '#' + 64 hex chars stays within the limit.
-    let mut end = MAX_STORED_KEY_LEN - 65;
+    let mut end = (max_len - 65).min(stored.len());
     while !stored.is_char_boundary(end) {
         end -= 1;
     }
-    let mut out = String::with_capacity(MAX_STORED_KEY_LEN);
-    out.push_str(&stored[..end]);
+    let mut out = String::with_capacity(max_len);
+    out.extend(
+        stored[..end]
+            .chars()
+            .map(|c| if forbidden.contains(c) { '_' } else { c }),
+    );
     out.push('#');
     for b in digest {
         let _ = write!(out, "{b:02x}");
@@ -267,6 +290,8 @@ pub struct Namespace {
     version: String,
     head: String,
     max_key_length: usize,
+    max_stored_len: usize,
+    forbidden: &'static str,
 }
 
 impl Namespace {
@@ -280,12 +305,25 @@ impl Namespace {
             version: version.to_owned(),
             head: format!("{prefix}:{version}:"),
             max_key_length: DEFAULT_MAX_KEY_LENGTH,
+            max_stored_len: MAX_STORED_KEY_LEN,
+            forbidden: "",
         })
     }
 
     /// The same namespace with another limit on caller key length.
+    #[must_use]
     pub fn with_max_key_length(mut self, max: usize) -> Self {
         self.max_key_length = max;
+        self
+    }
+
+    /// The same namespace for a backend whose stored keys must be at most
+    /// `max_len` bytes and free of the characters in `forbidden` (see
+    /// [`fit`]); from [`Capabilities`](crate::Capabilities).
+    #[must_use]
+    pub fn for_backend(mut self, max_len: Option<usize>, forbidden: &'static str) -> Self {
+        self.max_stored_len = max_len.map_or(MAX_STORED_KEY_LEN, |m| m.min(MAX_STORED_KEY_LEN));
+        self.forbidden = forbidden;
         self
     }
 
@@ -310,7 +348,7 @@ impl Namespace {
         let mut stored = String::with_capacity(self.head.len() + key.len());
         stored.push_str(&self.head);
         stored.push_str(key);
-        Ok(fit_length(stored))
+        Ok(fit(stored, self.max_stored_len, self.forbidden))
     }
 
     /// The stored form of a tag. Tags follow the same rules as keys.

@@ -3,7 +3,8 @@
 //! value envelope, keys and namespaces, single-flight, and configuration.
 //!
 //! Most users depend on the `larder` facade crate, which re-exports all of
-//! this and adds the backends. Backend authors depend on this crate alone.
+//! this and adds the backends. Backend authors depend on this crate alone;
+//! `docs/backends/writing-a-backend.md` is their guide.
 //!
 //! ```
 //! # async fn demo(cache: larder_core::Cache) -> larder_core::Result<()> {
@@ -24,25 +25,47 @@ mod backend;
 mod cache;
 pub mod codec;
 pub mod config;
+mod core;
 mod error;
 mod flight;
+pub mod frame;
+mod fuzzy;
 pub mod glob;
 mod global;
 pub mod key;
+mod lock;
 mod options;
 mod read;
 pub mod recache;
+pub mod request;
 pub mod resource;
 mod stats;
+pub mod sync;
 pub mod url;
 
-pub use backend::{Backend, BoxFuture, Capabilities, HealthReport, KeyTtl, SetMode, WriteOptions};
-pub use cache::{Cache, CacheBuilder, FuzzyMatch, FuzzyOptions, Lock, fuzzy_score};
+use std::time::Duration;
+
+pub use backend::{
+    Backend, Blocking, BlockingBackend, BoxFuture, Capabilities, Count, Entry, Expiry, FillGuard,
+    FillStore, FillToken, HealthReport, Invalidation, InvalidationStream, KeyTtl, SetMode,
+    WriteOptions,
+};
+pub use cache::{Cache, CacheBuilder, CacheEntry};
 pub use codec::Codec;
 pub use config::{CacheConfig, TtlBucket};
 pub use error::{Error, Result};
+pub use fuzzy::{FuzzyMatch, FuzzyOptions, fuzzy_score};
 pub use global::{install, installed, warn_uninstalled};
-pub use options::{ReadRequest, SetOptions, SetRequest, Ttl};
+pub use lock::Lock;
+pub use options::{SetOptions, Ttl};
 pub use read::{FillOptions, Outcome, Plain};
+pub use request::{IncrRequest, ReadRequest, SetRequest};
 pub use resource::Resource;
 pub use stats::Stats;
+
+pub use config::MAX_TTL;
+
+/// The longest a read-through load may run and still store its value: a
+/// load that takes longer is returned to its caller but not stored, since
+/// invalidations older than this are no longer remembered by the backend.
+pub const MAX_FILL_AGE: Duration = Duration::from_secs(60);

@@ -53,7 +53,11 @@ impl Resource {
 
 impl Cache {
     /// Invalidate every cached read of entity `id` of `resource`.
-    pub async fn invalidate_resource(&self, resource: &Resource, id: &dyn Display) -> Result<u64> {
+    pub async fn invalidate_resource(
+        &self,
+        resource: &Resource,
+        id: &dyn Display,
+    ) -> Result<crate::Count> {
         self.invalidate_tag(&resource.tag(id)).await
     }
 }

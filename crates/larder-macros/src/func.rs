@@ -5,23 +5,11 @@ use quote::{ToTokens, quote};
 use syn::spanned::Spanned;
 use syn::{Expr, FnArg, ItemFn, Pat, ReturnType, Type};
 
-/// How the return value decides what is stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
-    /// `Result<T, E>`: only `Ok` is stored.
-    Result,
-    /// `Option<T>`: only `Some`, unless `cache_none`.
-    Option,
-    /// Anything else: always stored.
-    Plain,
-}
-
 /// The wrapped function.
 pub(crate) struct Func {
     pub(crate) item: ItemFn,
     /// Parameter names usable in templates (`self` for methods).
     pub(crate) params: Vec<String>,
-    pub(crate) kind: Kind,
 }
 
 fn collect_names(pat: &Pat, out: &mut Vec<String>) {
@@ -56,26 +44,19 @@ impl Func {
                 FnArg::Typed(t) => collect_names(&t.pat, &mut params),
             }
         }
-        let kind = match &item.sig.output {
-            ReturnType::Default => Kind::Plain,
-            ReturnType::Type(_, ty) => match &**ty {
-                Type::ImplTrait(t) => {
-                    return Err(syn::Error::new(
-                        t.span(),
-                        format!(
-                            "#[{attr}] needs a concrete return type it can store, not `impl Trait`"
-                        ),
-                    ));
-                }
-                Type::Path(p) => match p.path.segments.last() {
-                    Some(s) if s.ident == "Result" => Kind::Result,
-                    Some(s) if s.ident == "Option" => Kind::Option,
-                    _ => Kind::Plain,
-                },
-                _ => Kind::Plain,
-            },
-        };
-        Ok(Func { item, params, kind })
+        // What the return type means for storing is decided by the type
+        // system in the expansion (see `larder::__private::Adapt`), so type
+        // aliases work; only `impl Trait` is refused here, since nothing
+        // concrete can be stored or rebuilt from it.
+        if let ReturnType::Type(_, ty) = &item.sig.output
+            && let Type::ImplTrait(t) = &**ty
+        {
+            return Err(syn::Error::new(
+                t.span(),
+                format!("#[{attr}] needs a concrete return type it can store, not `impl Trait`"),
+            ));
+        }
+        Ok(Func { item, params })
     }
 
     pub(crate) fn name(&self) -> String {

@@ -6,7 +6,7 @@ use syn::spanned::Spanned;
 use syn::{Expr, LitStr, Path};
 
 use crate::args::{self, Arg};
-use crate::func::{Func, Kind, bind_cache};
+use crate::func::{Func, bind_cache};
 use crate::template;
 use crate::ttl::TtlArg;
 
@@ -18,6 +18,7 @@ const KNOWN: &[&str] = &[
     "condition",
     "cache_none",
     "lock",
+    "refresh",
     "early_ttl",
     "stale_ttl",
     "resource",
@@ -34,6 +35,7 @@ struct ReadArgs {
     condition: Option<Path>,
     cache_none: bool,
     lock: bool,
+    refresh: bool,
     early_ttl: Option<TokenStream>,
     stale_ttl: Option<TokenStream>,
     resource: Option<Path>,
@@ -53,6 +55,7 @@ fn parse_args(tokens: TokenStream) -> syn::Result<(ReadArgs, Vec<Arg>)> {
             "condition" => a.condition = Some(arg.path()?),
             "cache_none" => a.cache_none = arg.flag()?,
             "lock" => a.lock = arg.flag()?,
+            "refresh" => a.refresh = arg.flag()?,
             "early_ttl" => a.early_ttl = Some(arg.ttl()?.duration_tokens(arg.expr()?.span())?),
             "stale_ttl" => a.stale_ttl = Some(arg.ttl()?.duration_tokens(arg.expr()?.span())?),
             "resource" => a.resource = Some(arg.path()?),
@@ -118,13 +121,18 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenS
         .as_ref()
         .map_or_else(|| quote!(::larder::Ttl::Default), TtlArg::tokens);
     let cache_none = a.cache_none;
-    if cache_none && func.kind != Kind::Option {
-        return Err(syn::Error::new(
-            args::span_of(&list, "cache_none"),
-            "`cache_none` applies to functions returning `Option<T>`",
-        ));
-    }
+    let ret = func.return_type();
+    // The type system decides what a return type is: an alias of `Result`
+    // is a `Result`. `cache_none` on anything but an `Option` fails to
+    // compile, with a message that says so.
+    let expect_option = if cache_none {
+        let span = args::span_of(&list, "cache_none");
+        quote::quote_spanned!(span=> let _: () = ::larder::__private::expect_option::<#ret>();)
+    } else {
+        quote!()
+    };
     let lock = a.lock;
+    let refresh = a.refresh;
     let none = quote!(::core::option::Option::None);
     let early_ttl = a.early_ttl.unwrap_or_else(|| none.clone());
     let stale_ttl = a.stale_ttl.unwrap_or(none);
@@ -134,39 +142,39 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenS
     };
     let bind = bind_cache(a.cache.as_ref());
     let body = func.body_future();
-    let (wrap, unwrap) = match func.kind {
-        Kind::Plain => (
-            quote!(async { ::larder::__private::Plain(__larder_body.await) }),
-            quote!(.0),
-        ),
-        Kind::Result | Kind::Option => (quote!(__larder_body), quote!()),
-    };
+    let adapt = quote!((&::larder::__private::Adapt::<#ret>::NEW));
 
     Ok(func.with_body(quote! {
+        #expect_option
+        #[allow(unused_imports)]
+        use ::larder::__private::{
+            ShareClone as _, ShareNothing as _, ViaOutcome as _, ViaPlain as _,
+        };
         #bind
         let __larder_key: ::std::string::String = #key;
         // Tags are rendered only when a value is stored, not on every hit.
         let __larder_tags = || -> ::std::vec::Vec<::std::string::String> { ::std::vec![#(#tags),*] };
-        let __larder_fill = ::larder::__private::FillOptions {
-            cache_none: #cache_none,
-            lock: #lock,
-            lock_timeout: ::larder::__private::DEFAULT_LOCK_TIMEOUT,
-            early_ttl: #early_ttl,
-            stale_ttl: #stale_ttl,
-        };
+        let __larder_fill = ::larder::__private::FillOptions::new()
+            .ttl(#ttl)
+            .cache_none(#cache_none)
+            .lock(#lock)
+            .lock_timeout(::larder::__private::DEFAULT_LOCK_TIMEOUT)
+            .refresh_on_hit(#refresh)
+            .early_ttl(#early_ttl)
+            .stale_ttl(#stale_ttl);
         let __larder_body = #body;
-        ::larder::__private::read(
+        let __larder_out = ::larder::__private::read(
             __larder_cache,
             #name,
             &__larder_key,
-            #ttl,
             __larder_tags,
             &__larder_fill,
             #condition,
-            #wrap,
+            #adapt.share(),
+            async { #adapt.wrap(__larder_body.await) },
         )
-        .await
-        #unwrap
+        .await;
+        #adapt.unwrap(__larder_out)
     }))
 }
 
@@ -275,6 +283,9 @@ mod tests {
             )
             .contains("async fn")
         );
-        assert!(err(quote!(key = "u", cache_none), item).contains("Option"));
+        let typed = expand(quote!(key = "u", cache_none), item)
+            .unwrap()
+            .to_string();
+        assert!(typed.contains("expect_option"), "{typed}");
     }
 }

@@ -123,8 +123,8 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenS
         let __larder_out: #ret = #body.await;
         let __larder_succeeded = {
             #[allow(unused_imports)]
-            use ::larder::__private::{AnySuccess as _, ResultSuccess as _};
-            (&::larder::__private::Check(&__larder_out)).succeeded()
+            use ::larder::__private::{OtherReturned as _, ResultReturned as _};
+            (&::larder::__private::Adapt::<#ret>::NEW).succeeded(&__larder_out)
         };
         if __larder_succeeded {
             ::larder::__private::invalidate(__larder_cache, #name, &__larder_tags).await;

@@ -25,5 +25,5 @@ mod backend;
 mod config;
 mod store;
 
-pub use backend::MemoryBackend;
+pub use backend::{MemoryBackend, SyncMemory};
 pub use config::MemoryConfig;

@@ -22,13 +22,17 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use foldhash::fast::RandomState;
 use larder_core::glob::Glob;
-use larder_core::{Error, KeyTtl, Result, SetMode, WriteOptions};
+use larder_core::sync::{lock, read, write};
+use larder_core::{
+    Count, Entry as StoredEntry, Error, Expiry, FillStore, FillToken, KeyTtl, Result, SetMode,
+    WriteOptions,
+};
 
 type Key = Arc<str>;
 type Map<K, V> = HashMap<K, V, RandomState>;
@@ -41,18 +45,46 @@ const ENTRY_OVERHEAD: usize = 96;
 /// Reads counted per entry before the counter saturates.
 const MAX_FREQ: u8 = 3;
 
-fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
-    l.read().unwrap_or_else(PoisonError::into_inner)
+/// Slots of the invalidation stamps: keys and tags hash into this many.
+const STAMP_SLOTS: usize = 4096;
+
+/// When keys, tags and the whole store were last invalidated, as numbers
+/// of a sequence that every invalidation advances. A read-through fill
+/// takes the current number when it starts; its store is refused when a
+/// stamp it depends on is newer. Keys and tags hash into fixed slots: a
+/// collision only refuses a store that could have been made (the loaded
+/// value is still returned), never the other way round.
+#[derive(Debug)]
+struct Stamps {
+    seq: AtomicU64,
+    keys: Box<[AtomicU64]>,
+    tags: Box<[AtomicU64]>,
+    all: AtomicU64,
 }
 
-fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
-    l.write().unwrap_or_else(PoisonError::into_inner)
-}
+impl Stamps {
+    fn new() -> Self {
+        let slots = || (0..STAMP_SLOTS).map(|_| AtomicU64::new(0)).collect();
+        Stamps {
+            seq: AtomicU64::new(0),
+            keys: slots(),
+            tags: slots(),
+            all: AtomicU64::new(0),
+        }
+    }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
+    fn token(&self) -> u64 {
+        self.seq.load(Ordering::SeqCst)
+    }
 
+    fn next(&self) -> u64 {
+        self.seq.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    fn slot<'a>(slots: &'a [AtomicU64], hasher: &RandomState, name: &str) -> &'a AtomicU64 {
+        &slots[(hasher.hash_one(name) as usize) % slots.len()]
+    }
+}
 #[derive(Debug)]
 struct Entry {
     value: Bytes,
@@ -104,6 +136,7 @@ pub(crate) struct Store {
     shards: Box<[RwLock<Shard>]>,
     tags: Box<[TagShard]>,
     locks: Mutex<Map<String, (String, Instant)>>,
+    stamps: Stamps,
     hasher: RandomState,
     evictions: AtomicU64,
     bounds: Bounds,
@@ -150,6 +183,7 @@ impl Store {
             shards,
             tags,
             locks: Mutex::new(Map::default()),
+            stamps: Stamps::new(),
             hasher: RandomState::default(),
             evictions: AtomicU64::new(0),
             bounds,
@@ -217,25 +251,130 @@ impl Store {
         Some(entry.value.clone())
     }
 
-    pub(crate) fn set(&self, key: &str, value: Bytes, options: &WriteOptions) -> bool {
+    /// The entry under `key` with its remaining life and tags.
+    pub(crate) fn get_entry(&self, key: &str) -> Option<StoredEntry> {
         let now = Instant::now();
+        let shard = read(self.shard(key));
+        let entry = shard.map.get(key).filter(|e| e.live(now))?;
+        let expiry = match entry.expires_at {
+            Some(at) => Expiry::After(at - now),
+            None => Expiry::Never,
+        };
+        let tags = entry.tags.iter().map(|t| t.to_string()).collect();
+        Some(StoredEntry::new(entry.value.clone(), expiry, tags))
+    }
+
+    /// The value under `key`, its TTL renewed to `ttl`.
+    pub(crate) fn get_and_touch(&self, key: &str, ttl: Duration) -> Result<Option<Bytes>> {
+        let now = Instant::now();
+        let at = deadline(now, Some(ttl))?;
         let mut shard = write(self.shard(key));
         self.purge_shard(&mut shard, now);
+        let Some(entry) = shard.map.get_mut(key) else {
+            return Ok(None);
+        };
+        let f = entry.freq.load(Ordering::Relaxed);
+        entry.freq.store((f + 1).min(MAX_FREQ), Ordering::Relaxed);
+        entry.expires_at = at;
+        let (value, generation) = (entry.value.clone(), entry.generation);
+        if let (Some(at), Some((k, _))) = (at, shard.map.get_key_value(key)) {
+            let k = k.clone();
+            Self::schedule(&mut shard, at, generation, &k);
+        }
+        Ok(Some(value))
+    }
+
+    /// The value under `key`, removed in the same step.
+    pub(crate) fn get_delete(&self, key: &str) -> Option<Bytes> {
+        let now = Instant::now();
+        self.stamp_key(key);
+        let mut shard = write(self.shard(key));
+        let entry = self.remove(&mut shard, key).filter(|e| e.live(now));
+        self.purge_shard(&mut shard, now);
+        entry.map(|e| e.value)
+    }
+
+    pub(crate) fn set(&self, key: &str, value: Bytes, options: &WriteOptions) -> Result<bool> {
+        self.write_if(key, value, options, |_| true)
+            .map(|stored| stored == FillStore::Stored)
+    }
+
+    /// Store a loaded value unless `key`, one of its tags or the store was
+    /// invalidated after `token` was taken: the check and the store happen
+    /// under the key's shard lock, after which an invalidation finds the key
+    /// in its tags' index.
+    pub(crate) fn set_filled(
+        &self,
+        key: &str,
+        value: Bytes,
+        options: &WriteOptions,
+        token: FillToken,
+    ) -> Result<FillStore> {
+        self.write_if(key, value, options, |store| {
+            store.unchanged_since(key, &options.tags, token.reading())
+        })
+    }
+
+    /// The current fill token.
+    pub(crate) fn fill_token(&self) -> FillToken {
+        FillToken::new(self.stamps.token())
+    }
+
+    fn unchanged_since(&self, key: &str, tags: &[String], token: u64) -> bool {
+        let stamps = &self.stamps;
+        let fresh = |slots: &[AtomicU64], name: &str| {
+            Stamps::slot(slots, &self.hasher, name).load(Ordering::SeqCst) <= token
+        };
+        stamps.all.load(Ordering::SeqCst) <= token
+            && fresh(&stamps.keys, key)
+            && tags.iter().all(|t| fresh(&stamps.tags, t))
+    }
+
+    fn stamp_key(&self, key: &str) {
+        let n = self.stamps.next();
+        Stamps::slot(&self.stamps.keys, &self.hasher, key).fetch_max(n, Ordering::SeqCst);
+    }
+
+    fn stamp_tag(&self, tag: &str) {
+        let n = self.stamps.next();
+        Stamps::slot(&self.stamps.tags, &self.hasher, tag).fetch_max(n, Ordering::SeqCst);
+    }
+
+    fn stamp_all(&self) {
+        let n = self.stamps.next();
+        self.stamps.all.fetch_max(n, Ordering::SeqCst);
+    }
+
+    /// Write `key` when `allowed` (checked under the shard lock) and the mode
+    /// permit it.
+    fn write_if(
+        &self,
+        key: &str,
+        value: Bytes,
+        options: &WriteOptions,
+        allowed: impl FnOnce(&Self) -> bool,
+    ) -> Result<FillStore> {
+        let now = Instant::now();
+        let expires_at = deadline(now, options.ttl)?;
+        let mut shard = write(self.shard(key));
+        if !allowed(self) {
+            return Ok(FillStore::Refused);
+        }
+        self.purge_shard(&mut shard, now);
         let present = shard.map.get(key).is_some_and(|e| e.live(now));
-        let allowed = match options.mode {
-            SetMode::Always => true,
+        let written = match options.mode {
             SetMode::IfAbsent => !present,
             SetMode::IfPresent => present,
+            _ => true,
         };
-        if !allowed {
-            return false;
+        if !written {
+            return Ok(FillStore::Declined);
         }
-        let expires_at = options.ttl.map(|ttl| now + ttl);
         let mut tags: Vec<Key> = options.tags.iter().map(|t| Key::from(t.as_str())).collect();
         tags.sort_unstable();
         tags.dedup();
         self.put(&mut shard, key, value, expires_at, tags.into_boxed_slice());
-        true
+        Ok(FillStore::Stored)
     }
 
     /// Insert or replace `key` in `shard`, keeping the tag index in step.
@@ -469,6 +608,7 @@ impl Store {
         let now = Instant::now();
         let mut n = 0;
         for key in keys {
+            self.stamp_key(key);
             let mut shard = write(self.shard(key));
             if let Some(entry) = self.remove(&mut shard, key)
                 && entry.live(now)
@@ -488,22 +628,24 @@ impl Store {
             .is_some_and(|e| e.live(now))
     }
 
-    pub(crate) fn expire(&self, key: &str, ttl: Duration) -> bool {
+    pub(crate) fn expire(&self, key: &str, ttl: Duration) -> Result<bool> {
         let now = Instant::now();
+        let Some(at) = deadline(now, Some(ttl))? else {
+            return Ok(false);
+        };
         let mut shard = write(self.shard(key));
         self.purge_shard(&mut shard, now);
         let Some(entry) = shard.map.get_mut(key) else {
-            return false;
+            return Ok(false);
         };
-        let at = now + ttl;
         entry.expires_at = Some(at);
         let generation = entry.generation;
         let key: Key = match shard.map.get_key_value(key) {
             Some((k, _)) => k.clone(),
-            None => return false,
+            None => return Ok(false),
         };
         Self::schedule(&mut shard, at, generation, &key);
-        true
+        Ok(true)
     }
 
     pub(crate) fn ttl(&self, key: &str) -> KeyTtl {
@@ -517,8 +659,9 @@ impl Store {
         }
     }
 
-    pub(crate) fn incr(&self, key: &str, delta: i64) -> Result<i64> {
+    pub(crate) fn incr(&self, key: &str, delta: i64, ttl: Option<Duration>) -> Result<i64> {
         let now = Instant::now();
+        let created_expiry = deadline(now, ttl)?;
         let mut shard = write(self.shard(key));
         self.purge_shard(&mut shard, now);
         let (current, expires_at, tags) = match shard.map.get(key) {
@@ -532,7 +675,7 @@ impl Store {
                     })?;
                 (n, e.expires_at, e.tags.clone())
             }
-            _ => (0, None, Box::default()),
+            _ => (0, created_expiry, Box::default()),
         };
         let next = current.checked_add(delta).ok_or_else(|| Error::Backend {
             backend: "memory",
@@ -552,6 +695,7 @@ impl Store {
         let now = Instant::now();
         let mut n = 0;
         for tag in tags {
+            self.stamp_tag(tag);
             let Some(members) = self.tag_shard(tag).remove(tag.as_str()) else {
                 continue;
             };
@@ -570,6 +714,17 @@ impl Store {
             }
         }
         n
+    }
+
+    /// The keys the index holds for `tag`, unfiltered, sorted.
+    pub(crate) fn tag_index(&self, tag: &str) -> Vec<String> {
+        let mut keys: Vec<String> = self
+            .tag_shard(tag)
+            .get(tag)
+            .map(|m| m.iter().map(|k| k.to_string()).collect())
+            .unwrap_or_default();
+        keys.sort_unstable();
+        keys
     }
 
     pub(crate) fn tag_members(&self, tag: &str, limit: usize) -> Vec<String> {
@@ -618,31 +773,42 @@ impl Store {
 
     pub(crate) fn scan(&self, pattern: &str, limit: usize) -> Result<Vec<String>> {
         let glob = Glob::new(pattern)?;
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
         let mut keys = self.sweep(|k| glob.matches(k), limit, false);
         keys.sort_unstable();
         Ok(keys)
     }
 
-    pub(crate) fn delete_matching(&self, pattern: &str) -> Result<u64> {
+    pub(crate) fn delete_matching(&self, pattern: &str) -> Result<Count> {
         let glob = Glob::new(pattern)?;
-        Ok(self.sweep(|k| glob.matches(k), usize::MAX, true).len() as u64)
+        self.stamp_all();
+        let n = self.sweep(|k| glob.matches(k), usize::MAX, true).len();
+        Ok(Count::Exact(n as u64))
     }
 
-    pub(crate) fn clear(&self, prefix: &str) -> u64 {
+    pub(crate) fn clear(&self, prefix: &str) -> Count {
+        self.stamp_all();
         lock(&self.locks).retain(|k, _| !k.starts_with(prefix));
-        self.sweep(|k| k.starts_with(prefix), usize::MAX, true)
-            .len() as u64
+        let n = self
+            .sweep(|k| k.starts_with(prefix), usize::MAX, true)
+            .len();
+        Count::Exact(n as u64)
     }
 
-    pub(crate) fn lock(&self, key: &str, token: &str, ttl: Duration) -> bool {
+    pub(crate) fn lock(&self, key: &str, token: &str, ttl: Duration) -> Result<bool> {
         let now = Instant::now();
+        let Some(until) = deadline(now, Some(ttl))? else {
+            return Ok(false);
+        };
         let mut locks = lock(&self.locks);
         locks.retain(|_, (_, until)| *until > now);
         if locks.contains_key(key) {
-            return false;
+            return Ok(false);
         }
-        locks.insert(key.to_owned(), (token.to_owned(), now + ttl));
-        true
+        locks.insert(key.to_owned(), (token.to_owned(), until));
+        Ok(true)
     }
 
     pub(crate) fn unlock(&self, key: &str, token: &str) -> bool {
@@ -658,6 +824,19 @@ impl Store {
     }
 }
 
+/// The deadline of a TTL starting `now`; a TTL of zero or over larder's
+/// limit is refused (and can never overflow the clock).
+fn deadline(now: Instant, ttl: Option<Duration>) -> Result<Option<Instant>> {
+    let Some(ttl) = ttl else {
+        return Ok(None);
+    };
+    let ttl = Error::check_ttl(ttl)?;
+    now.checked_add(ttl).map(Some).ok_or(Error::InvalidTtl {
+        ttl,
+        reason: "the clock cannot reach that far".into(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -670,15 +849,12 @@ mod tests {
     }
 
     fn opts(ttl: Option<Duration>, tags: &[&str]) -> WriteOptions {
-        WriteOptions {
-            ttl,
-            tags: tags.iter().map(|t| t.to_string()).collect(),
-            mode: SetMode::Always,
-        }
+        WriteOptions::new().ttl(ttl).tags(tags.iter().copied())
     }
 
     fn put(s: &Store, key: &str, tags: &[&str]) {
-        s.set(key, Bytes::from_static(b"v"), &opts(None, tags));
+        s.set(key, Bytes::from_static(b"v"), &opts(None, tags))
+            .unwrap();
     }
 
     impl Store {
@@ -752,7 +928,8 @@ mod tests {
                 &format!("k{i}"),
                 Bytes::from(vec![7u8; 1024]),
                 &opts(None, &[]),
-            );
+            )
+            .unwrap();
         }
         assert!(s.weighted_size() <= 64 * 1024, "{}", s.weighted_size());
         assert!(s.len() > 40, "{}", s.len());
@@ -805,7 +982,8 @@ mod tests {
         let s = store(100);
         let ttl = Duration::from_millis(30);
         let before = Instant::now();
-        s.set("k", Bytes::from_static(b"v"), &opts(Some(ttl), &["t"]));
+        s.set("k", Bytes::from_static(b"v"), &opts(Some(ttl), &["t"]))
+            .unwrap();
         let after = Instant::now();
         loop {
             let asked = Instant::now();
@@ -831,7 +1009,8 @@ mod tests {
             "old",
             Bytes::from_static(b"v"),
             &opts(Some(Duration::from_millis(5)), &["t"]),
-        );
+        )
+        .unwrap();
         std::thread::sleep(Duration::from_millis(20));
         put(&s, "new", &[]);
         assert_eq!(s.tag_count(), 0);
@@ -848,7 +1027,8 @@ mod tests {
                     &key,
                     Bytes::from_static(b"v"),
                     &opts(Some(Duration::from_secs(60 + round)), &["t"]),
-                );
+                )
+                .unwrap();
                 if i % 3 == 0 {
                     s.delete(&[key]);
                 }
@@ -887,14 +1067,16 @@ mod tests {
                                 s.invalidate_tags(&[tag]);
                             }
                             2 => {
-                                let ttl = Duration::from_millis(x % 5);
-                                s.set(&key, Bytes::from_static(b"v"), &opts(Some(ttl), &[&tag]));
+                                let ttl = Duration::from_millis(x % 5 + 1);
+                                s.set(&key, Bytes::from_static(b"v"), &opts(Some(ttl), &[&tag]))
+                                    .unwrap();
                             }
                             3 => {
-                                let _ = s.incr(&format!("n{}", x % 10), 1);
+                                let _ = s.incr(&format!("n{}", x % 10), 1, None);
                             }
                             4..=6 => {
-                                s.set(&key, Bytes::from_static(b"v"), &opts(None, &[&tag, "all"]));
+                                s.set(&key, Bytes::from_static(b"v"), &opts(None, &[&tag, "all"]))
+                                    .unwrap();
                             }
                             _ => {
                                 s.get(&key);

@@ -147,6 +147,9 @@ pub struct RedisConfig {
     pub reconnect_min_delay: Duration,
     /// Longest reconnect delay.
     pub reconnect_max_delay: Duration,
+    /// A name for this backend in health reports and metrics
+    /// (`redis@<label>`); by default the server address.
+    pub label: Option<String>,
 }
 
 impl fmt::Debug for RedisConfig {
@@ -163,6 +166,7 @@ impl fmt::Debug for RedisConfig {
             .field("command_timeout", &self.command_timeout)
             .field("keepalive", &self.keepalive)
             .field("reconnect_attempts", &self.reconnect_attempts)
+            .field("label", &self.label)
             .finish_non_exhaustive()
     }
 }
@@ -179,6 +183,7 @@ const PARAMS: &[&str] = &[
     "tls_ca",
     "sentinel_username",
     "sentinel_password",
+    "label",
 ];
 
 /// Schemes this backend serves.
@@ -339,6 +344,7 @@ impl RedisConfig {
             reconnect_attempts,
             reconnect_min_delay: duration(url, "reconnect_min_delay", Duration::from_millis(100))?,
             reconnect_max_delay: duration(url, "reconnect_max_delay", Duration::from_secs(5))?,
+            label: url.param("label").map(str::to_owned),
         })
     }
 

@@ -163,10 +163,12 @@ pub(crate) fn map(operation: &'static str, error: &FredError) -> Error {
         };
     }
     match error.kind() {
+        // The caller knows how long it waited: see `Connection::fail`.
         ErrorKind::Timeout => Error::Timeout {
             backend: BACKEND,
             operation,
             elapsed: Duration::ZERO,
+            limit: Duration::ZERO,
         },
         ErrorKind::IO => Error::Unavailable {
             backend: BACKEND,
@@ -190,6 +192,15 @@ pub(crate) fn map(operation: &'static str, error: &FredError) -> Error {
             "a valid Redis configuration",
             message,
         ),
+        // A command is written once (max_command_attempts = 1): when the
+        // connection drops while it is in flight, fred gives up on it.
+        _ if details.contains("Too many failed write attempts") => Error::Unavailable {
+            backend: BACKEND,
+            message: format!(
+                "{operation}: the connection closed while the command was in flight; it may or \
+                 may not have run (it is not sent again, since repeating it could apply it twice)"
+            ),
+        },
         _ if server_says("LOADING")
             || server_says("MASTERDOWN")
             || server_says("CLUSTERDOWN")
@@ -206,11 +217,6 @@ pub(crate) fn map(operation: &'static str, error: &FredError) -> Error {
             message,
         },
     }
-}
-
-/// `map` for use with `map_err`.
-pub(crate) fn on(operation: &'static str) -> impl Fn(FredError) -> Error {
-    move |e| map(operation, &e)
 }
 
 #[cfg(test)]

@@ -15,10 +15,16 @@
 //! See `docs/backends/redis.md` for URLs, ACL grants and server settings.
 
 mod backend;
+mod batch;
 mod config;
+mod connection;
 mod error;
-mod frame;
+mod fill;
+mod scan;
 mod scripts;
+mod tags;
 
 pub use backend::{REQUIRED_COMMANDS, RedisBackend};
 pub use config::{RedisConfig, SCHEMES, Topology};
+#[doc(hidden)]
+pub use scripts::tag_set_key;

@@ -7,10 +7,10 @@
 
 use std::sync::{Arc, OnceLock};
 
-use larder_core::{Backend, BoxFuture};
-use larder_redis::{REQUIRED_COMMANDS, RedisBackend};
-use larder_testkit::Factory;
+use larder_core::{Backend, BoxFuture, Expiry};
+use larder_redis::{REQUIRED_COMMANDS, RedisBackend, tag_set_key};
 use larder_testkit::redis::{RedisCluster, RedisSentinel, RedisServer};
+use larder_testkit::{Factory, TagIndex};
 
 async fn connect(url: &str) -> Arc<dyn Backend> {
     Arc::new(
@@ -43,15 +43,31 @@ async fn bounded(max_entries: usize) -> Arc<dyn Backend> {
     backend
 }
 
+/// A tag's sorted set and its life, read with `redis-cli` (`cli` runs one
+/// command on the right server).
+fn tag_index(cli: impl Fn(&[&str]) -> String, tag: &str) -> TagIndex {
+    let key = tag_set_key(tag);
+    let mut members: Vec<String> = cli(&["ZRANGE", &key, "0", "-1"])
+        .lines()
+        .map(str::to_owned)
+        .filter(|m| !m.is_empty())
+        .collect();
+    members.sort();
+    let pttl: i64 = cli(&["PTTL", &key]).trim().parse().expect("PTTL");
+    let expiry = match u64::try_from(pttl) {
+        Ok(ms) => Expiry::After(std::time::Duration::from_millis(ms)),
+        Err(_) => Expiry::Never,
+    };
+    TagIndex { members, expiry }
+}
+
 async fn warm_up(backend: &Arc<dyn Backend>) {
     use std::time::Duration;
 
     use larder_core::WriteOptions;
-    let tagged = WriteOptions {
-        ttl: Some(Duration::from_secs(60)),
-        tags: vec!["warm:v1:tag".into()],
-        ..WriteOptions::default()
-    };
+    let tagged = WriteOptions::new()
+        .ttl(Duration::from_secs(60))
+        .tags(["warm:v1:tag"]);
     let key = "warm:v1:key".to_owned();
     backend.set(&key, "1".into(), &tagged).await.unwrap();
     backend.expire(&key, Duration::from_secs(30)).await.unwrap();
@@ -65,7 +81,7 @@ async fn warm_up(backend: &Arc<dyn Backend>) {
 }
 
 macro_rules! topology {
-    ($module:ident, $server:ty, $start:expr, $url:expr) => {
+    ($module:ident, $server:ty, $start:expr, $url:expr, $cli:expr) => {
         mod $module {
             use super::*;
 
@@ -84,6 +100,12 @@ macro_rules! topology {
                 fn bounded(&self, max_entries: usize) -> BoxFuture<'_, Arc<dyn Backend>> {
                     Box::pin(bounded(max_entries))
                 }
+
+                fn tag_index<'a>(&'a self, tag: &'a str) -> BoxFuture<'a, Option<TagIndex>> {
+                    Box::pin(
+                        async move { Some(tag_index(|args: &[&str]| $cli(server(), args), tag)) },
+                    )
+                }
             }
 
             larder_testkit::conformance_suite!(Topology);
@@ -100,23 +122,42 @@ fn acl_server() -> RedisServer {
     RedisServer::start_acl("larder", "s3cret-pass", "t*", REQUIRED_COMMANDS)
 }
 
+fn server_cli(s: &RedisServer, args: &[&str]) -> String {
+    s.cli(args)
+}
+
 topology!(
     plain,
     RedisServer,
     RedisServer::start(),
-    |s: &RedisServer| s.url()
+    |s: &RedisServer| s.url(),
+    server_cli
 );
-topology!(tls, RedisServer, RedisServer::start_tls(), tls_url);
-topology!(acl, RedisServer, acl_server(), |s: &RedisServer| s.url());
+topology!(
+    tls,
+    RedisServer,
+    RedisServer::start_tls(),
+    tls_url,
+    server_cli
+);
+topology!(
+    acl,
+    RedisServer,
+    acl_server(),
+    |s: &RedisServer| s.url(),
+    server_cli
+);
 topology!(
     sentinel,
     RedisSentinel,
     RedisSentinel::start(),
-    |s: &RedisSentinel| s.url()
+    |s: &RedisSentinel| s.url(),
+    |s: &RedisSentinel, args: &[&str]| s.master().cli(args)
 );
 topology!(
     cluster,
     RedisCluster,
     RedisCluster::start(),
-    |s: &RedisCluster| s.url()
+    |s: &RedisCluster| s.url(),
+    |s: &RedisCluster, args: &[&str]| s.cli(args)
 );

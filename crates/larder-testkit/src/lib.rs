@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use larder_core::{Backend, BoxFuture, Cache};
+use larder_core::{Backend, BoxFuture, Cache, Capabilities, Count, Error, Expiry};
 
 pub mod cases;
 pub mod proxy;
@@ -40,6 +40,31 @@ pub trait Factory: Send + Sync + 'static {
     /// beyond that, for the eviction cases. It must not be shared with other
     /// tests.
     fn bounded(&self, max_entries: usize) -> BoxFuture<'_, Arc<dyn Backend>>;
+
+    /// The backend's own index of `tag` (stored form), read around the
+    /// backend's API: every member it holds, live or not, and the index's
+    /// own remaining life. `None` when the backend keeps no index (tags by
+    /// version numbers). The cases use it to check that indexes hold no
+    /// garbage, which the filtered `tag_members` would hide.
+    fn tag_index<'a>(&'a self, tag: &'a str) -> BoxFuture<'a, Option<TagIndex>>;
+
+    /// Run the trimming the backend does on its own from time to time
+    /// (removing expired entries and their index memberships), for the
+    /// cases that check what is left after a trim. Backends that trim as
+    /// part of their writes do nothing here.
+    fn trim(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
+}
+
+/// A backend's raw index of one tag (see [`Factory::tag_index`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagIndex {
+    /// The stored keys the index holds, sorted.
+    pub members: Vec<String>,
+    /// When the index itself expires ([`Expiry::Never`] for an index that
+    /// is removed with its last member).
+    pub expiry: Expiry,
 }
 
 /// One test's view of the backend under test.
@@ -68,6 +93,73 @@ impl Harness {
     /// The backend under test.
     pub fn backend(&self) -> &Arc<dyn Backend> {
         &self.backend
+    }
+
+    /// What the backend under test claims.
+    pub fn caps(&self) -> Capabilities {
+        self.backend.capabilities()
+    }
+
+    /// Whether the backend lacks a capability (`has` is false). When it
+    /// does, `probe` (an operation that needs the capability) must answer
+    /// [`Error::Unsupported`]; the case then has nothing more to check.
+    pub async fn lacks<T: std::fmt::Debug>(
+        &self,
+        has: bool,
+        probe: impl Future<Output = larder_core::Result<T>>,
+    ) -> bool {
+        if has {
+            return false;
+        }
+        match probe.await {
+            Err(Error::Unsupported { .. }) => true,
+            other => panic!(
+                "{} claims not to support this, yet answered {other:?} instead of Error::Unsupported",
+                self.backend.kind()
+            ),
+        }
+    }
+
+    /// Whether the backend answers its health probe.
+    pub async fn health_ok(&self) -> bool {
+        self.backend.health().await.is_ok_and(|r| r.healthy)
+    }
+
+    /// See [`Factory::trim`].
+    pub async fn trim(&self) {
+        self.factory.trim().await;
+    }
+
+    /// Check a count: `expected` where the backend counts exactly, else
+    /// [`Count::Unknown`].
+    pub fn assert_count(&self, got: Count, expected: u64) {
+        if self.caps().exact_counts {
+            assert_eq!(got, Count::Exact(expected), "count");
+        } else {
+            assert_eq!(
+                got,
+                Count::Unknown,
+                "a backend without exact counts says so"
+            );
+        }
+    }
+
+    /// `cache.tag_members(tag, 1000)` where the backend can list tags;
+    /// `None` (after checking that it says so) where it cannot.
+    pub async fn members(&self, cache: &Cache, tag: &str) -> Option<Vec<String>> {
+        if self
+            .lacks(self.caps().tag_listing, cache.tag_members(tag, 1000))
+            .await
+        {
+            return None;
+        }
+        Some(cache.tag_members(tag, 1000).await.unwrap())
+    }
+
+    /// The raw index of the caller's `tag` in `cache`'s namespace.
+    pub async fn tag_index(&self, cache: &Cache, tag: &str) -> Option<TagIndex> {
+        let stored = cache.namespace().tag(tag).unwrap();
+        self.factory.tag_index(&stored).await
     }
 
     /// A cache over the backend in this test's own namespace.

@@ -18,7 +18,7 @@ fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
 #[tokio::test]
 async fn mem_url_opens_a_bounded_memory_cache() {
     let cache = larder::open("mem://?max_entries=5").await.unwrap();
-    assert_eq!(cache.backend().name(), "memory");
+    assert_eq!(cache.backend().kind(), "memory");
     for i in 0..50 {
         cache.set(&format!("k{i}"), &i).await.unwrap();
     }

@@ -6,7 +6,8 @@ use serde::{Serialize, de::DeserializeOwned};
 #[cache_read(key = "gen:{id}", cache = cache)]
 async fn fetch<T, I>(cache: &Cache, id: I, make: fn(&I) -> T) -> Result<T, String>
 where
-    T: Serialize + DeserializeOwned + Send,
+    // A cached value outlives the call: it is shared with concurrent callers.
+    T: Serialize + DeserializeOwned + Send + 'static,
     I: Display + Sync,
 {
     Ok(make(&id))

@@ -1,0 +1,259 @@
+//! [`Core`]: what every operation of a cache needs (the backend, the
+//! namespace, the settings, the counters, error reporting), shared by
+//! [`Cache`](crate::Cache), its request builders and the read-through.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+
+use crate::backend::{Backend, Capabilities, WriteOptions};
+use crate::codec;
+use crate::config::CacheConfig;
+use crate::error::{Error, Result};
+use crate::key::Namespace;
+use crate::options::{SetOptions, Ttl};
+use crate::request::Payload;
+use crate::stats::Counters;
+use crate::sync::lock;
+
+/// How long identical failures are summarised into one log line.
+const LOG_WINDOW: Duration = Duration::from_secs(10);
+
+pub(crate) struct Core {
+    pub(crate) backend: Arc<dyn Backend>,
+    pub(crate) caps: Capabilities,
+    pub(crate) namespace: Namespace,
+    pub(crate) config: CacheConfig,
+    pub(crate) counters: Counters,
+    errors: ErrorLog,
+    /// Bumped by every write, delete and invalidation through this cache,
+    /// so a load can tell whether one happened while it ran.
+    invalidations: AtomicU64,
+}
+
+impl Core {
+    pub(crate) fn new(
+        backend: Arc<dyn Backend>,
+        namespace: Namespace,
+        config: CacheConfig,
+    ) -> Self {
+        let caps = backend.capabilities();
+        let namespace = namespace.for_backend(caps.max_key_len, caps.forbidden_key_chars);
+        Core {
+            backend,
+            caps,
+            namespace,
+            config,
+            counters: Counters::default(),
+            errors: ErrorLog::default(),
+            invalidations: AtomicU64::new(0),
+        }
+    }
+
+    /// Note a write, delete or invalidation made through this cache.
+    pub(crate) fn note_invalidation(&self) {
+        self.invalidations.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// How many writes, deletes and invalidations this cache has made.
+    pub(crate) fn invalidations(&self) -> u64 {
+        self.invalidations.load(Ordering::SeqCst)
+    }
+
+    /// The stored form of a caller's key.
+    pub(crate) fn key(&self, key: &str) -> Result<String> {
+        self.namespace.key(key)
+    }
+
+    /// Count and log a failure. Identical failures (same operation, same
+    /// kind) are logged once per window with how many were not.
+    pub(crate) fn record_error(&self, operation: &str, error: &Error) {
+        Counters::add(&self.counters.errors, 1);
+        if let Some(repeated) = self.errors.admit(operation, error.kind(), Instant::now()) {
+            let repeated = if repeated > 0 {
+                format!(" ({repeated} more like it in the last {LOG_WINDOW:?} not logged)")
+            } else {
+                String::new()
+            };
+            tracing::warn!(
+                backend = self.backend.label(),
+                namespace = self.namespace.head(),
+                operation,
+                kind = error.kind(),
+                "larder: {error}{repeated}"
+            );
+        }
+    }
+
+    /// Count and log a failed operation; pass results through.
+    pub(crate) fn observe<T>(&self, operation: &str, result: Result<T>) -> Result<T> {
+        if let Err(e) = &result {
+            self.record_error(operation, e);
+        }
+        result
+    }
+
+    /// Decode stored bytes; undecodable bytes are a miss plus a counted
+    /// error.
+    pub(crate) fn decode_hit<T: DeserializeOwned>(&self, key: &str, bytes: &[u8]) -> Option<T> {
+        match codec::decode::<T>(bytes) {
+            Ok((value, _)) => {
+                Counters::add(&self.counters.hits, 1);
+                Some(value)
+            }
+            Err(e) => {
+                Counters::add(&self.counters.misses, 1);
+                tracing::debug!(
+                    key,
+                    "larder: stored value does not decode; treated as a miss"
+                );
+                self.record_error("decode", &e);
+                None
+            }
+        }
+    }
+
+    /// The TTL a write gets: `None` for no expiry. Zero and over-long TTLs
+    /// are refused.
+    pub(crate) fn resolve_ttl(&self, ttl: Ttl) -> Result<Option<Duration>> {
+        let config = &self.config;
+        let ttl = match ttl {
+            Ttl::Default => config.default_ttl,
+            Ttl::Bucket(b) => config.ttl(b),
+            Ttl::Fixed(d) => d,
+            Ttl::Never => return Ok(None),
+        };
+        Error::check_ttl(ttl).map(Some)
+    }
+
+    /// The namespaced form of tags.
+    pub(crate) fn tags<S: AsRef<str>>(&self, tags: &[S]) -> Result<Vec<String>> {
+        tags.iter()
+            .map(|t| self.namespace.tag(t.as_ref()))
+            .collect()
+    }
+
+    /// The backend-level form of `options`: TTL resolved and checked, tags
+    /// namespaced.
+    pub(crate) fn write_options(&self, options: &SetOptions) -> Result<WriteOptions> {
+        Ok(WriteOptions::new()
+            .ttl(self.resolve_ttl(options.ttl)?)
+            .tags(self.tags(&options.tags)?)
+            .mode(options.mode))
+    }
+
+    /// Refuse encoded values over the size limit, before any I/O.
+    pub(crate) fn check_size(&self, stored_key: &str, bytes: &Bytes) -> Result<()> {
+        let limit = self.config.max_value_size;
+        if bytes.len() > limit {
+            return Err(Error::PayloadTooLarge {
+                key: stored_key.to_owned(),
+                size: bytes.len(),
+                limit,
+            });
+        }
+        Ok(())
+    }
+
+    /// Encode a value for `stored_key`, checking its size.
+    pub(crate) fn encode<P: Payload + ?Sized>(
+        &self,
+        stored_key: &str,
+        value: &P,
+        fresh_until: Option<SystemTime>,
+    ) -> Result<Bytes> {
+        let bytes = value.encode(self.config.codec, fresh_until)?;
+        self.check_size(stored_key, &bytes)?;
+        Ok(bytes)
+    }
+
+    /// `set` with resolved options; whether the value was written.
+    pub(crate) async fn set<P: Payload + ?Sized>(
+        &self,
+        key: &str,
+        value: &P,
+        options: &SetOptions,
+    ) -> Result<bool> {
+        let stored = self.key(key)?;
+        let write = self.write_options(options)?;
+        let bytes = self.encode(&stored, value, None)?;
+        self.note_invalidation();
+        let written = self.observe("set", self.backend.set(&stored, bytes, &write).await)?;
+        if written {
+            Counters::add(&self.counters.sets, 1);
+        }
+        Ok(written)
+    }
+}
+
+/// Failures of one operation and kind: when one was last logged, and how
+/// many were held back since.
+type Seen = HashMap<(String, &'static str), (Instant, u64)>;
+
+/// Which failures were logged lately, to summarise repeats.
+#[derive(Default)]
+struct ErrorLog {
+    seen: Mutex<Seen>,
+}
+
+impl ErrorLog {
+    /// `Some(n)` when a failure of this operation and kind should be logged
+    /// now, `n` being how many were held back since the last line; `None`
+    /// when it is held back.
+    fn admit(&self, operation: &str, kind: &'static str, now: Instant) -> Option<u64> {
+        let mut seen = lock(&self.seen);
+        if seen.len() > 256 {
+            seen.retain(|_, (at, _)| now.duration_since(*at) < LOG_WINDOW);
+        }
+        match seen.get_mut(&(operation.to_owned(), kind)) {
+            Some((at, held)) if now.duration_since(*at) < LOG_WINDOW => {
+                *held += 1;
+                None
+            }
+            Some((at, held)) => {
+                let repeated = *held;
+                *at = now;
+                *held = 0;
+                Some(repeated)
+            }
+            None => {
+                seen.insert((operation.to_owned(), kind), (now, 0));
+                Some(0)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_failures_are_summarised() {
+        let log = ErrorLog::default();
+        let t0 = Instant::now();
+        assert_eq!(log.admit("get", "timeout", t0), Some(0));
+        for i in 1..=50 {
+            assert_eq!(
+                log.admit("get", "timeout", t0 + Duration::from_millis(i)),
+                None
+            );
+        }
+        assert_eq!(log.admit("get", "unavailable", t0), Some(0), "another kind");
+        assert_eq!(
+            log.admit("set", "timeout", t0),
+            Some(0),
+            "another operation"
+        );
+        assert_eq!(
+            log.admit("get", "timeout", t0 + LOG_WINDOW + Duration::from_millis(1)),
+            Some(50),
+            "the next line says how many were held back"
+        );
+    }
+}

@@ -1,0 +1,302 @@
+//! The request builders of [`Cache`](crate::Cache): `set`, `set_raw`, `incr`
+//! and `read`. Each is configured by chained calls and runs when awaited (or
+//! when `load` is called).
+
+use std::future::{Future, IntoFuture};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use serde::{Serialize, de::DeserializeOwned};
+
+use crate::backend::{BoxFuture, SetMode};
+use crate::codec::{self, Codec};
+use crate::core::Core;
+use crate::error::{Error, Result};
+use crate::options::{SetOptions, Ttl};
+use crate::read::{FillOptions, FillPlan, ReadThrough};
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// A value a [`SetRequest`] can store: a serde value ([`Typed`]) or bytes
+/// kept unchanged ([`Raw`]). Sealed.
+pub trait Payload: sealed::Sealed + Sync {
+    /// The stored bytes: envelope header and payload.
+    fn encode(&self, codec: Codec, fresh_until: Option<SystemTime>) -> Result<Bytes>;
+}
+
+/// A serde value, encoded with the cache's codec.
+#[derive(Debug)]
+pub struct Typed<'a, T: ?Sized>(pub(crate) &'a T);
+
+impl<T: ?Sized> sealed::Sealed for Typed<'_, T> {}
+
+impl<T: Serialize + Sync + ?Sized> Payload for Typed<'_, T> {
+    fn encode(&self, codec: Codec, fresh_until: Option<SystemTime>) -> Result<Bytes> {
+        codec::encode(codec, self.0, fresh_until)
+    }
+}
+
+/// Bytes stored unchanged behind the envelope header, read back with
+/// [`Cache::get_raw`](crate::Cache::get_raw).
+#[derive(Debug, Clone)]
+pub struct Raw(pub(crate) Bytes);
+
+impl sealed::Sealed for Raw {}
+
+impl Payload for Raw {
+    fn encode(&self, _codec: Codec, fresh_until: Option<SystemTime>) -> Result<Bytes> {
+        Ok(codec::encode_raw(&self.0, fresh_until))
+    }
+}
+
+/// A pending `cache.set(key, &value)` (or `set_raw`); configure, then
+/// `.await` it. Resolves to whether the value was written.
+///
+/// ```
+/// # async fn demo(cache: larder_core::Cache) -> larder_core::Result<()> {
+/// use std::time::Duration;
+/// cache.set("user:42", &"Ada").ttl(Duration::from_secs(60)).tags(["user:42"]).await?;
+/// let written = cache.set("lock:job", &1).if_absent().await?;
+/// # let _ = written; Ok(()) }
+/// ```
+#[must_use = "a set does nothing until awaited"]
+pub struct SetRequest<'a, P> {
+    core: &'a Core,
+    key: &'a str,
+    value: P,
+    options: SetOptions,
+}
+
+impl<'a, P> SetRequest<'a, P> {
+    pub(crate) fn new(core: &'a Core, key: &'a str, value: P) -> Self {
+        SetRequest {
+            core,
+            key,
+            value,
+            options: SetOptions::default(),
+        }
+    }
+
+    /// See [`SetOptions::ttl`].
+    pub fn ttl(mut self, ttl: impl Into<Ttl>) -> Self {
+        self.options = self.options.ttl(ttl);
+        self
+    }
+
+    /// See [`SetOptions::no_expiry`].
+    pub fn no_expiry(mut self) -> Self {
+        self.options = self.options.no_expiry();
+        self
+    }
+
+    /// See [`SetOptions::tags`].
+    pub fn tags<I, S>(mut self, tags: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.options = self.options.tags(tags);
+        self
+    }
+
+    /// See [`SetOptions::mode`].
+    pub fn mode(mut self, mode: SetMode) -> Self {
+        self.options = self.options.mode(mode);
+        self
+    }
+
+    /// See [`SetOptions::if_absent`].
+    pub fn if_absent(self) -> Self {
+        self.mode(SetMode::IfAbsent)
+    }
+
+    /// See [`SetOptions::if_present`].
+    pub fn if_present(self) -> Self {
+        self.mode(SetMode::IfPresent)
+    }
+
+    /// Replace all options at once.
+    pub fn options(mut self, options: SetOptions) -> Self {
+        self.options = options;
+        self
+    }
+}
+
+impl<'a, P: Payload + Send + 'a> IntoFuture for SetRequest<'a, P> {
+    type Output = Result<bool>;
+    type IntoFuture = BoxFuture<'a, Result<bool>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move { self.core.set(self.key, &self.value, &self.options).await })
+    }
+}
+
+/// A pending `cache.incr(key, delta)`; optionally `.ttl(..)`, then `.await`
+/// it. Resolves to the new value.
+///
+/// ```
+/// # async fn demo(cache: larder_core::Cache) -> larder_core::Result<()> {
+/// use std::time::Duration;
+/// // A rate-limit counter: created with a one-minute life, in one step.
+/// let n = cache.incr("rate:10.0.0.1", 1).ttl(Duration::from_secs(60)).await?;
+/// # let _ = n; Ok(()) }
+/// ```
+#[must_use = "an incr does nothing until awaited"]
+pub struct IncrRequest<'a> {
+    core: &'a Core,
+    key: &'a str,
+    delta: i64,
+    ttl: Ttl,
+}
+
+impl<'a> IncrRequest<'a> {
+    pub(crate) fn new(core: &'a Core, key: &'a str, delta: i64) -> Self {
+        IncrRequest {
+            core,
+            key,
+            delta,
+            ttl: Ttl::Never,
+        }
+    }
+
+    /// The TTL a missing counter is created with, in the same atomic step as
+    /// the increment (default: no expiry). An existing counter keeps its TTL.
+    pub fn ttl(mut self, ttl: impl Into<Ttl>) -> Self {
+        self.ttl = ttl.into();
+        self
+    }
+}
+
+impl<'a> IntoFuture for IncrRequest<'a> {
+    type Output = Result<i64>;
+    type IntoFuture = BoxFuture<'a, Result<i64>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            let core = self.core;
+            let stored = core.key(self.key)?;
+            let ttl = core.resolve_ttl(self.ttl)?;
+            if self.delta < 0 && !core.caps.signed_counters {
+                return Err(core.backend.unsupported("incr with a negative delta"));
+            }
+            core.observe("incr", core.backend.incr(&stored, self.delta, ttl).await)
+        })
+    }
+}
+
+/// A read-through lookup: `cache.read(key).ttl(..).tags(..).load(loader)`.
+///
+/// On a hit the loader does not run. On a miss, concurrent callers of the
+/// same key on this cache (and its clones) share one run of the loader
+/// (single-flight); the value is stored with the options given, unless the
+/// key or one of its tags was invalidated while the loader ran. A cache
+/// failure never fails the read: it is logged and counted, and the loader's
+/// value is returned.
+#[must_use = "a read does nothing until `load` is awaited"]
+pub struct ReadRequest<'a> {
+    core: &'a Core,
+    reads: &'a ReadThrough,
+    key: &'a str,
+    tags: Vec<String>,
+    fill: FillOptions,
+}
+
+impl<'a> ReadRequest<'a> {
+    pub(crate) fn new(core: &'a Core, reads: &'a ReadThrough, key: &'a str) -> Self {
+        ReadRequest {
+            core,
+            reads,
+            key,
+            tags: Vec::new(),
+            fill: FillOptions::default(),
+        }
+    }
+
+    /// See [`SetOptions::ttl`].
+    pub fn ttl(mut self, ttl: impl Into<Ttl>) -> Self {
+        self.fill = self.fill.ttl(ttl);
+        self
+    }
+
+    /// See [`SetOptions::no_expiry`].
+    pub fn no_expiry(self) -> Self {
+        self.ttl(Ttl::Never)
+    }
+
+    /// See [`SetOptions::tags`].
+    pub fn tags<I, S>(mut self, tags: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.tags
+            .extend(tags.into_iter().map(|t| t.as_ref().to_owned()));
+        self
+    }
+
+    /// Load under a distributed lock, so that one process loads a cold key
+    /// while the others wait (at most `lock_timeout`) for its value. If the
+    /// lock cannot be taken because the backend is down, the load runs
+    /// anyway.
+    pub fn lock(mut self, lock: bool) -> Self {
+        self.fill = self.fill.lock(lock);
+        self
+    }
+
+    /// How long the fill lock is held at most, and how long the others wait
+    /// (default 5 s).
+    pub fn lock_timeout(mut self, timeout: Duration) -> Self {
+        self.fill = self.fill.lock_timeout(timeout);
+        self
+    }
+
+    /// Renew the TTL on every hit (sliding expiry), in the same step as the
+    /// read where the backend can (see [`FillOptions::refresh_on_hit`]).
+    pub fn refresh_on_hit(mut self, refresh: bool) -> Self {
+        self.fill = self.fill.refresh_on_hit(refresh);
+        self
+    }
+
+    /// Replace the fill settings at once (the TTL included).
+    pub fn fill(mut self, fill: FillOptions) -> Self {
+        self.fill = fill;
+        self
+    }
+
+    /// Return the cached value, or run `loader`, store its `Ok` value and
+    /// return it. Only errors of the loader, and an invalid key, are
+    /// returned. Callers that shared a failed load get
+    /// [`Error::SharedLoad`] converted into `E`; the caller that ran it gets
+    /// the loader's own error.
+    pub async fn load<T, E, F, Fut>(self, loader: F) -> std::result::Result<T, E>
+    where
+        T: Serialize + DeserializeOwned + Send + 'static,
+        E: From<Error> + Send + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = std::result::Result<T, E>>,
+    {
+        let stored = self.core.key(self.key)?;
+        let key = self.key;
+        let share = |_: &std::result::Result<T, E>| {
+            Some(Err(E::from(Error::SharedLoad {
+                key: key.to_owned(),
+                message: format!(
+                    "the loader returned an error of type {}; the caller that ran it has it",
+                    std::any::type_name::<E>()
+                ),
+            })))
+        };
+        let tags = self.tags;
+        let plan = FillPlan {
+            key,
+            stored: &stored,
+            tags: || tags,
+            options: &self.fill,
+            condition: |_: &T| true,
+            share,
+        };
+        self.reads.fill(self.core, plan, loader).await
+    }
+}
