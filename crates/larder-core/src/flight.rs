@@ -8,13 +8,16 @@
 //!
 //! A flight serves only the callers that joined it before it finished: once
 //! the leader has produced, the flight is marked finished and a new caller
-//! of the key starts a new flight. So a caller that arrives after an
-//! invalidation never receives a value loaded before it.
+//! of the key starts a new flight. And a value is handed only to callers
+//! that started before it was read or stored (see [`Produced::Value`]), so
+//! a caller that starts after an invalidation never receives a value the
+//! invalidation replaced, however the threads are scheduled.
 
 use std::any::Any;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use bytes::Bytes;
 use tokio::sync::OwnedMutexGuard;
@@ -23,8 +26,12 @@ use crate::sync::lock;
 
 /// What a leader leaves for the callers waiting on its flight.
 pub(crate) enum Produced {
-    /// The value, encoded: each waiter decodes its own copy.
-    Value(Bytes),
+    /// The value, encoded: each waiter decodes its own copy. Only for
+    /// callers that started before the instant given: the moment the value
+    /// was read or stored (or the load began, for a value that was not
+    /// stored). A caller that started later may have started after an
+    /// invalidation the value predates, so it looks again instead.
+    Value(Bytes, Instant),
     /// A failure to hand out: the leader's outcome, cloned for each waiter
     /// by the caller's share function.
     Failure(Box<dyn Any + Send>),

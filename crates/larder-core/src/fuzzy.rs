@@ -1,6 +1,6 @@
 //! Fuzzy key search: options, matches and the score.
 
-/// One match of [`Cache::fuzzy_search`].
+/// One match of [`Cache::fuzzy_search`](crate::Cache::fuzzy_search).
 #[derive(Debug, Clone, PartialEq)]
 pub struct FuzzyMatch<T> {
     /// The key (without the namespace).
@@ -11,7 +11,7 @@ pub struct FuzzyMatch<T> {
     pub value: T,
 }
 
-/// Options of [`Cache::fuzzy_search`].
+/// Options of [`Cache::fuzzy_search`](crate::Cache::fuzzy_search).
 #[derive(Debug, Clone, PartialEq)]
 pub struct FuzzyOptions {
     /// Lowest score kept (default 0.6).

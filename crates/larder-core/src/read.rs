@@ -260,6 +260,7 @@ impl ReadThrough {
             }
         };
         let force = recache::take();
+        let started = Instant::now();
         loop {
             if !force
                 && let Some(value) = self
@@ -278,7 +279,11 @@ impl ReadThrough {
                     ticket.finish();
                     return outcome;
                 }
-                Some(Produced::Value(bytes)) => {
+                Some(Produced::Value(bytes, until)) => {
+                    if started > *until {
+                        // Produced before this caller started: look again.
+                        continue;
+                    }
                     if let Some(value) = decode::<O::Value>(bytes) {
                         return O::from_stored(value);
                     }
@@ -385,6 +390,7 @@ impl ReadThrough {
             share,
         } = plan;
         let seen = core.invalidations();
+        let load_started = Instant::now();
         // Another flight may have stored the value since our miss: look once
         // more, and take the fill token in the same round trip.
         let mut mode = if force {
@@ -395,7 +401,9 @@ impl ReadThrough {
         let token = match core.backend.begin_fill(stored).await {
             Ok((Some(bytes), token)) if !force => {
                 if let Some(value) = decode::<O::Value>(&bytes) {
-                    *slot = Some(Produced::Value(bytes));
+                    // Read at some point after `load_started`: callers that
+                    // started before that can take it.
+                    *slot = Some(Produced::Value(bytes, load_started));
                     return O::from_stored(value);
                 }
                 // Bytes that do not decode: replace them.
@@ -414,9 +422,9 @@ impl ReadThrough {
                 .await
             {
                 FillLock::Held(lock) => Some(lock),
-                FillLock::Filled(bytes) => {
+                FillLock::Filled(bytes, read_from) => {
                     if let Some(value) = decode::<O::Value>(&bytes) {
-                        *slot = Some(Produced::Value(bytes));
+                        *slot = Some(Produced::Value(bytes, read_from));
                         return O::from_stored(value);
                     }
                     None
@@ -431,6 +439,9 @@ impl ReadThrough {
             options,
             mode,
         };
+        // The store happens after this instant: callers that started before
+        // it can take the stored value.
+        let stored_from = Instant::now();
         let stored = self
             .store(core, &target, tags, condition, lifetimes, &outcome, token)
             .await;
@@ -441,9 +452,12 @@ impl ReadThrough {
         }
         let trusted = core.invalidations() == seen;
         *slot = Some(match stored {
-            Stored::Yes(bytes) => Produced::Value(bytes),
+            Stored::Yes(bytes) => Produced::Value(bytes, stored_from),
             Stored::Refused => Produced::Reload,
-            Stored::Kept(Some(bytes)) if trusted => Produced::Value(bytes),
+            // Not stored, so not guarded: only for callers that were waiting
+            // before the load began, and only if this cache invalidated
+            // nothing meanwhile.
+            Stored::Kept(Some(bytes)) if trusted => Produced::Value(bytes, load_started),
             Stored::Kept(_) if outcome.value().is_some() => Produced::Reload,
             Stored::Kept(_) => match share(&outcome) {
                 Some(copy) => Produced::Failure(Box::new(copy)),
@@ -526,12 +540,13 @@ impl ReadThrough {
             match lock::take(core, key, timeout).await {
                 Ok(Some(lock)) => {
                     // The previous holder may have just stored the value.
+                    let read_from = Instant::now();
                     return match fetch(core, stored).await {
                         Some(bytes) => {
                             if let Err(e) = lock.release().await {
                                 core.record_error("unlock", &e);
                             }
-                            FillLock::Filled(bytes)
+                            FillLock::Filled(bytes, read_from)
                         }
                         None => FillLock::Held(lock),
                     };
@@ -552,8 +567,9 @@ impl ReadThrough {
             }
             tokio::time::sleep(pause.min(timeout.saturating_sub(started.elapsed()))).await;
             pause = (pause * 2).min(LOCK_POLL_MAX);
+            let read_from = Instant::now();
             if let Some(bytes) = fetch(core, stored).await {
-                return FillLock::Filled(bytes);
+                return FillLock::Filled(bytes, read_from);
             }
         }
     }
@@ -581,7 +597,8 @@ enum Stored {
 
 enum FillLock {
     Held(Lock),
-    Filled(Bytes),
+    /// The holder's value, read after the instant given.
+    Filled(Bytes, Instant),
     GaveUp,
 }
 

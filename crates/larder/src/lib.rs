@@ -36,16 +36,18 @@
 
 #[doc(inline)]
 pub use larder_core::{
-    Backend, BoxFuture, Cache, CacheBuilder, CacheConfig, Capabilities, Codec, Error, FuzzyMatch,
-    FuzzyOptions, HealthReport, KeyTtl, Lock, ReadRequest, Result, SetMode, SetOptions, SetRequest,
-    Stats, Ttl, TtlBucket, WriteOptions,
+    Backend, Blocking, BlockingBackend, BoxFuture, Cache, CacheBuilder, CacheConfig, CacheEntry,
+    Capabilities, Codec, Count, Entry, Error, Expiry, FillGuard, FillStore, FillToken, FuzzyMatch,
+    FuzzyOptions, HealthReport, IncrRequest, Invalidation, InvalidationStream, KeyTtl, Lock,
+    MAX_FILL_AGE, MAX_TTL, ReadRequest, Result, SetMode, SetOptions, SetRequest, Stats, Ttl,
+    TtlBucket, WriteOptions,
 };
 #[doc(inline)]
-pub use larder_core::{codec, config, glob, key, url};
+pub use larder_core::{codec, config, frame, glob, key, request, sync, url};
 
 #[cfg(feature = "memory")]
 #[doc(inline)]
-pub use larder_memory::{MemoryBackend, MemoryConfig};
+pub use larder_memory::{MemoryBackend, MemoryConfig, SyncMemory};
 
 #[cfg(feature = "redis")]
 #[doc(inline)]
