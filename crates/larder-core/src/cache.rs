@@ -17,8 +17,9 @@ use crate::fuzzy::{FuzzyMatch, FuzzyOptions, fuzzy_score};
 use crate::key::Namespace;
 use crate::lock::{self, Lock};
 use crate::options::SetOptions;
+use crate::payload::{Raw, Typed};
 use crate::read::{FillOptions, FillPlan, Outcome, ReadThrough};
-use crate::request::{IncrRequest, Raw, ReadRequest, SetRequest, Typed};
+use crate::request::{IncrRequest, ReadRequest, SetRequest};
 use crate::stats::{Counters, Stats};
 
 /// A cheap-to-clone cache handle: a namespace, TTL policy and codec over one

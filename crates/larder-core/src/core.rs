@@ -17,7 +17,7 @@ use crate::config::CacheConfig;
 use crate::error::{Error, Result};
 use crate::key::Namespace;
 use crate::options::{SetOptions, Ttl};
-use crate::request::Payload;
+use crate::payload::Payload;
 use crate::stats::Counters;
 use crate::sync::lock;
 

@@ -240,7 +240,7 @@ pub fn fit_length(stored: String) -> String {
 /// ```
 pub fn fit(stored: String, max_len: usize, forbidden: &str) -> String {
     let max_len = max_len.clamp(80, MAX_STORED_KEY_LEN);
-    let clean = !stored.contains(|c| forbidden.contains(c));
+    let clean = forbidden.is_empty() || !stored.contains(|c| forbidden.contains(c));
     if stored.len() <= max_len && clean {
         return stored;
     }

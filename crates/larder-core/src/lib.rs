@@ -35,6 +35,7 @@ mod global;
 pub mod key;
 mod lock;
 mod options;
+mod payload;
 mod read;
 pub mod recache;
 pub mod request;

@@ -252,23 +252,38 @@ impl ReadThrough {
         C: FnOnce(&O::Subject) -> bool,
         S: Fn(&O) -> Option<O>,
     {
-        let lifetimes = match self.lifetimes(core, plan.options) {
-            Ok(l) => l,
-            Err(e) => {
-                core.record_error("read_through", &e);
-                return loader().await;
-            }
-        };
         let force = recache::take();
-        let started = Instant::now();
+        // A hit needs the TTL only to renew it.
+        let touch = match plan.options.refresh_on_hit {
+            true => match self.lifetimes(core, plan.options) {
+                Ok(l) => l.ttl,
+                Err(e) => {
+                    core.record_error("read_through", &e);
+                    return loader().await;
+                }
+            },
+            false => None,
+        };
+        // When this caller started, for the values of flights it joins. Taken
+        // after the first miss rather than on entry: a later instant only
+        // makes the check stricter, and a hit never pays for it.
+        let mut started = None;
         loop {
             if !force
                 && let Some(value) = self
-                    .lookup::<O::Value>(core, plan.key, plan.stored, &lifetimes, plan.options)
+                    .lookup::<O::Value>(core, plan.key, plan.stored, touch)
                     .await
             {
                 return O::from_stored(value);
             }
+            let started = *started.get_or_insert_with(Instant::now);
+            let lifetimes = match self.lifetimes(core, plan.options) {
+                Ok(l) => l,
+                Err(e) => {
+                    core.record_error("read_through", &e);
+                    return loader().await;
+                }
+            };
             let ticket = self.flights.join(plan.stored);
             let mut slot = ticket.slot().await;
             match slot.as_ref() {
@@ -326,15 +341,14 @@ impl ReadThrough {
 
     /// The hit path: the stored value, or `None` on a miss or a backend
     /// failure (logged and counted: fail open).
+    /// `touch`: the TTL to renew on a hit (sliding expiry), if any.
     async fn lookup<V: DeserializeOwned>(
         &self,
         core: &Core,
         key: &str,
         stored: &str,
-        lifetimes: &Lifetimes,
-        options: &FillOptions,
+        touch: Option<Duration>,
     ) -> Option<V> {
-        let touch = lifetimes.ttl.filter(|_| options.refresh_on_hit);
         let found = match touch {
             Some(ttl) if core.caps.touch => core.backend.get_and_touch(stored, ttl).await,
             _ => core.backend.get(stored).await,

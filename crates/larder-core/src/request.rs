@@ -3,53 +3,16 @@
 //! when `load` is called).
 
 use std::future::{Future, IntoFuture};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use bytes::Bytes;
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::backend::{BoxFuture, SetMode};
-use crate::codec::{self, Codec};
 use crate::core::Core;
 use crate::error::{Error, Result};
 use crate::options::{SetOptions, Ttl};
+pub use crate::payload::{Payload, Raw, Typed};
 use crate::read::{FillOptions, FillPlan, ReadThrough};
-
-mod sealed {
-    pub trait Sealed {}
-}
-
-/// A value a [`SetRequest`] can store: a serde value ([`Typed`]) or bytes
-/// kept unchanged ([`Raw`]). Sealed.
-pub trait Payload: sealed::Sealed + Sync {
-    /// The stored bytes: envelope header and payload.
-    fn encode(&self, codec: Codec, fresh_until: Option<SystemTime>) -> Result<Bytes>;
-}
-
-/// A serde value, encoded with the cache's codec.
-#[derive(Debug)]
-pub struct Typed<'a, T: ?Sized>(pub(crate) &'a T);
-
-impl<T: ?Sized> sealed::Sealed for Typed<'_, T> {}
-
-impl<T: Serialize + Sync + ?Sized> Payload for Typed<'_, T> {
-    fn encode(&self, codec: Codec, fresh_until: Option<SystemTime>) -> Result<Bytes> {
-        codec::encode(codec, self.0, fresh_until)
-    }
-}
-
-/// Bytes stored unchanged behind the envelope header, read back with
-/// [`Cache::get_raw`](crate::Cache::get_raw).
-#[derive(Debug, Clone)]
-pub struct Raw(pub(crate) Bytes);
-
-impl sealed::Sealed for Raw {}
-
-impl Payload for Raw {
-    fn encode(&self, _codec: Codec, fresh_until: Option<SystemTime>) -> Result<Bytes> {
-        Ok(codec::encode_raw(&self.0, fresh_until))
-    }
-}
 
 /// A pending `cache.set(key, &value)` (or `set_raw`); configure, then
 /// `.await` it. Resolves to whether the value was written.

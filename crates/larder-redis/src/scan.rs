@@ -31,6 +31,43 @@ fn parse_scan(reply: Value) -> Result<(String, Vec<String>)> {
     Ok((cursor, keys))
 }
 
+/// Gathers the keys of successive `SCAN` pages: each key once (`SCAN` may
+/// return a key more than once while the server rehashes), at most `limit`.
+struct Collector<F> {
+    keep: F,
+    seen: HashSet<String>,
+    found: Vec<String>,
+    limit: usize,
+}
+
+impl<F: Fn(&str) -> bool> Collector<F> {
+    fn new(keep: F, limit: usize) -> Self {
+        Collector {
+            keep,
+            seen: HashSet::new(),
+            found: Vec::new(),
+            limit,
+        }
+    }
+
+    fn full(&self) -> bool {
+        self.found.len() >= self.limit
+    }
+
+    /// Take a page; `true` once the limit is reached.
+    fn take(&mut self, page: Vec<String>) -> bool {
+        for key in page {
+            if self.full() {
+                break;
+            }
+            if (self.keep)(&key) && self.seen.insert(key.clone()) {
+                self.found.push(key);
+            }
+        }
+        self.full()
+    }
+}
+
 impl Connection {
     /// Up to `limit` distinct keys matching the Redis `MATCH` pattern and
     /// `keep`, on every primary. `SCAN` may return a key more than once:
@@ -41,10 +78,9 @@ impl Connection {
         keep: impl Fn(&str) -> bool,
         limit: usize,
     ) -> Result<Vec<String>> {
-        let mut found = Vec::new();
-        let mut seen = HashSet::new();
-        if limit == 0 {
-            return Ok(found);
+        let mut collector = Collector::new(keep, limit);
+        if collector.full() {
+            return Ok(Vec::new());
         }
         for node in self.nodes()? {
             let mut cursor = "0".to_owned();
@@ -61,13 +97,8 @@ impl Connection {
                     None => self.call("SCAN", args).await?,
                 };
                 let (next, keys) = parse_scan(reply)?;
-                for key in keys {
-                    if keep(&key) && seen.insert(key.clone()) {
-                        found.push(key);
-                        if found.len() >= limit {
-                            return Ok(found);
-                        }
-                    }
+                if collector.take(keys) {
+                    return Ok(collector.found);
                 }
                 if next == "0" {
                     break;
@@ -75,7 +106,7 @@ impl Connection {
                 cursor = next;
             }
         }
-        Ok(found)
+        Ok(collector.found)
     }
 
     /// Keys matching a larder glob: Redis narrows by the literal prefix,
@@ -139,5 +170,31 @@ impl Connection {
             self.unlink(&internal).await?;
         }
         Ok(Count::Exact(n))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page(keys: &[&str]) -> Vec<String> {
+        keys.iter().map(|k| (*k).to_owned()).collect()
+    }
+
+    #[test]
+    fn duplicates_are_returned_and_counted_once() {
+        let mut c = Collector::new(|k: &str| k.starts_with('k'), 3);
+        assert!(!c.take(page(&["k1", "k2", "x", "k1"])));
+        assert!(!c.take(page(&["k2", "k1"])), "only duplicates: not full");
+        assert!(c.take(page(&["k3", "k4"])));
+        assert_eq!(c.found, page(&["k1", "k2", "k3"]));
+    }
+
+    #[test]
+    fn limit_zero_takes_nothing() {
+        let mut c = Collector::new(|_: &str| true, 0);
+        assert!(c.full());
+        assert!(c.take(page(&["k1"])));
+        assert!(c.found.is_empty());
     }
 }

@@ -102,9 +102,8 @@ local key = KEYS[1]
 local ttl = tonumber(ARGV[2])
 local mode = ARGV[3]
 local token = tonumber(ARGV[4])
-local now = now_ms()
 if token > 0 then
-  if now - token > FILL_AGE then return -1 end
+  if now_ms() - token > FILL_AGE then return -1 end
   local function newer(skey)
     local v = redis.call('GET', skey)
     return v and tonumber(v) ~= nil and tonumber(v) >= token
@@ -125,6 +124,9 @@ if ttl > 0 then
 else
   redis.call('SET', key, ARGV[1])
 end
+-- An untagged write over an untagged value: nothing more to do.
+if #ARGV < 5 and next(old) == nil then return 1 end
+local now = now_ms()
 local new = {}
 for i = 5, #ARGV do new[ARGV[i]] = true end
 for t in pairs(old) do

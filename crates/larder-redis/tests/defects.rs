@@ -21,7 +21,10 @@ async fn cache(url: &str) -> Cache {
 }
 
 fn int(reply: String) -> i64 {
-    reply.trim().parse().unwrap_or_else(|_| panic!("not an integer: {reply:?}"))
+    reply
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("not an integer: {reply:?}"))
 }
 
 /// How many times a command ran since the last `CONFIG RESETSTAT`
@@ -85,11 +88,18 @@ async fn tag_sets_hold_only_live_members_and_expire_with_the_longest() {
     c.delete("p").await.unwrap();
     assert_eq!(zcard("t"), 1);
     let left = pttl("t");
-    assert!(left > 0 && left <= 60_000, "still persistent after the persistent member left: {left}");
+    assert!(
+        left > 0 && left <= 60_000,
+        "still persistent after the persistent member left: {left}"
+    );
 
     // An untagged overwrite leaves the tag.
     c.set("q", &2).await.unwrap();
-    assert_eq!(server.cli(&["EXISTS", "svc:v1#t:t"]), "0", "an empty tag set was left");
+    assert_eq!(
+        server.cli(&["EXISTS", "svc:v1#t:t"]),
+        "0",
+        "an empty tag set was left"
+    );
 
     // A tagged overwrite with other tags leaves the old ones.
     c.set("r", &1).tags(["a"]).await.unwrap();
@@ -108,7 +118,10 @@ async fn tag_sets_hold_only_live_members_and_expire_with_the_longest() {
     let keys: Vec<String> = (0..1000).map(|id| format!("user:{id}")).collect();
     assert_eq!(c.delete_many(&keys).await.unwrap(), 1000);
     let leftover = server.cli(&["--scan", "--pattern", "svc:v1#t:user:*"]);
-    assert!(leftover.trim().is_empty(), "tag sets left behind: {leftover}");
+    assert!(
+        leftover.trim().is_empty(),
+        "tag sets left behind: {leftover}"
+    );
 }
 
 /// Defect 3, cluster: a delete removes the key from its tag sets, which
@@ -148,7 +161,11 @@ async fn commands_are_sent_once_even_when_the_reply_is_lost() {
     proxy.drop_reply_after(b"counter-once");
     let err = c.incr("counter-once", 1).await.unwrap_err();
     assert!(err.is_transient(), "{err:?}");
-    assert_eq!(server.cli(&["GET", "svc:v1:counter-once"]), "1", "counted twice");
+    assert_eq!(
+        server.cli(&["GET", "svc:v1:counter-once"]),
+        "1",
+        "counted twice"
+    );
 
     proxy.drop_reply_after(b"lock-once");
     let taken = c.try_lock("lock-once", Duration::from_secs(60)).await;
@@ -183,12 +200,18 @@ async fn a_timeout_reports_the_real_wait_and_the_limit() {
     match &err {
         Error::Timeout { elapsed, limit, .. } => {
             assert_eq!(*limit, Duration::from_millis(300));
-            assert!(*elapsed >= Duration::from_millis(250) && *elapsed <= waited, "{elapsed:?}");
+            assert!(
+                *elapsed >= Duration::from_millis(250) && *elapsed <= waited,
+                "{elapsed:?}"
+            );
         }
         other => panic!("expected a timeout, got {other:?}"),
     }
     let message = err.to_string();
-    assert!(message.contains("300ms") && !message.contains("0ns"), "{message}");
+    assert!(
+        message.contains("300ms") && !message.contains("0ns"),
+        "{message}"
+    );
 }
 
 /// Defect 6: `scan(p, 0)` returned a key, and `SCAN`'s duplicates counted
@@ -208,12 +231,15 @@ async fn scan_limit_zero_and_duplicates() {
         let c = c.clone();
         tokio::spawn(async move {
             for round in 0..4 {
-                let entries: Vec<(String, u32)> =
-                    (0..20_000).map(|i| (format!("churn:{round}:{i}"), i)).collect();
+                let entries: Vec<(String, u32)> = (0..20_000)
+                    .map(|i| (format!("churn:{round}:{i}"), i))
+                    .collect();
                 c.set_many(entries, &larder_core::SetOptions::new())
                     .await
                     .unwrap();
-                c.invalidate_pattern(&format!("churn:{round}:*")).await.unwrap();
+                c.invalidate_pattern(&format!("churn:{round}:*"))
+                    .await
+                    .unwrap();
             }
         })
     };

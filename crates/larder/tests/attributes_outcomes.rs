@@ -54,7 +54,10 @@ async fn maybe_none(cache: &Cache, id: u64) -> core::option::Option<u64> {
 async fn an_error_behind_a_type_alias_is_not_stored() {
     let cache = larder::open("mem://").await.unwrap();
     assert!(through_alias(&cache, 1).await.is_err());
-    assert!(!cache.exists("alias:1").await.unwrap(), "the error was stored");
+    assert!(
+        !cache.exists("alias:1").await.unwrap(),
+        "the error was stored"
+    );
     assert_eq!(through_alias(&cache, 1).await, Ok(10));
     assert_eq!(through_alias(&cache, 1).await, Ok(10));
     assert_eq!(ALIAS_RUNS.load(Ordering::SeqCst), 2);
@@ -70,7 +73,10 @@ async fn an_option_behind_an_alias_or_a_full_path_is_an_option() {
     assert_eq!(maybe(&cache, 1).await, None);
     assert!(!cache.exists("maybe:1").await.unwrap(), "None was stored");
     assert_eq!(maybe(&cache, 500).await, Some(500));
-    assert_eq!(cache.get::<Option<u64>>("maybe:500").await.unwrap(), Some(Some(500)));
+    assert_eq!(
+        cache.get::<Option<u64>>("maybe:500").await.unwrap(),
+        Some(Some(500))
+    );
     assert_eq!(maybe_none(&cache, 1).await, None);
     assert_eq!(
         cache.get::<Option<u64>>("maybe_none:1").await.unwrap(),
@@ -95,9 +101,15 @@ async fn a_write_behind_an_alias_invalidates_only_on_ok() {
     let cache = larder::open("mem://").await.unwrap();
     cache.set("k", &1).tags(["alias:7"]).await.unwrap();
     assert!(write_through_alias(&cache, 7, true).await.is_err());
-    assert!(cache.exists("k").await.unwrap(), "a failed write invalidated");
+    assert!(
+        cache.exists("k").await.unwrap(),
+        "a failed write invalidated"
+    );
     write_through_alias(&cache, 7, false).await.unwrap();
-    assert!(!cache.exists("k").await.unwrap(), "a successful write did not invalidate");
+    assert!(
+        !cache.exists("k").await.unwrap(),
+        "a successful write did not invalidate"
+    );
 }
 
 static FAILING_RUNS: AtomicUsize = AtomicUsize::new(0);

@@ -88,7 +88,12 @@ async fn read_item(cache: &Cache, source: &Source, key: u64, rng: &mut Rng) -> R
 }
 
 #[cache_write(tags = ["item:{key}"], cache = cache)]
-async fn write_item(cache: &Cache, source: &Source, key: u64, rng: &mut Rng) -> Result<u64, String> {
+async fn write_item(
+    cache: &Cache,
+    source: &Source,
+    key: u64,
+    rng: &mut Rng,
+) -> Result<u64, String> {
     Ok(source.bump(key, rng).await)
 }
 
@@ -208,14 +213,20 @@ async fn no_stale_reads_on_memory() {
     let outcome = run("memory", &[memory().await], Reads::Cached, seed).await;
     assert_eq!(outcome.reads, READERS * READS_EACH);
     assert_eq!(outcome.writes, WRITERS * WRITES_EACH);
-    assert_eq!(outcome.stale, 0, "seed {seed}: stale reads through the cache");
+    assert_eq!(
+        outcome.stale, 0,
+        "seed {seed}: stale reads through the cache"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_checker_finds_nothing_without_a_cache_and_finds_a_naive_cache() {
     let seed = seed();
     let control = run("memory", &[memory().await], Reads::Direct, seed).await;
-    assert_eq!(control.stale, 0, "seed {seed}: the checker flags the source itself");
+    assert_eq!(
+        control.stale, 0,
+        "seed {seed}: the checker flags the source itself"
+    );
     let naive = run("memory", &[memory().await], Reads::Naive, seed).await;
     assert!(
         naive.stale > 0,
@@ -242,8 +253,17 @@ mod redis {
     async fn no_stale_reads_on_redis_with_one_cache() {
         let server = RedisServer::start();
         let seed = seed();
-        let outcome = run("redis, one cache", &[connect(&server.url()).await], Reads::Cached, seed).await;
-        assert_eq!(outcome.stale, 0, "seed {seed}: stale reads through the cache");
+        let outcome = run(
+            "redis, one cache",
+            &[connect(&server.url()).await],
+            Reads::Cached,
+            seed,
+        )
+        .await;
+        assert_eq!(
+            outcome.stale, 0,
+            "seed {seed}: stale reads through the cache"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -253,7 +273,10 @@ mod redis {
         // Two caches with their own connection pools, as two processes.
         let caches = [connect(&server.url()).await, connect(&server.url()).await];
         let outcome = run("redis, two caches", &caches, Reads::Cached, seed).await;
-        assert_eq!(outcome.stale, 0, "seed {seed}: stale reads through the cache");
+        assert_eq!(
+            outcome.stale, 0,
+            "seed {seed}: stale reads through the cache"
+        );
     }
 
     /// On a cluster the guard is windowed (stamps live on other slots): the
