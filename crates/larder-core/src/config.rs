@@ -152,6 +152,102 @@ pub struct CacheConfig {
     /// The `[profile.<name>]` table of the config file that was applied, if
     /// any (see [`CacheConfig::load_profile`]).
     pub profile: Option<String>,
+    /// Per-prefix routes to other backends (`[[route]]`, `LARDER_ROUTES`);
+    /// keys no route takes go to `url`. See [`RouteConfig`].
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+}
+
+/// One route: keys starting with `prefix` (after the namespace) go to the
+/// backend at `url`.
+///
+/// ```toml
+/// [[route]]
+/// name = "sessions"          # optional: defaults to the prefix without its last `:`
+/// prefix = "session:"
+/// url = "redis://sessions.internal:6379/0"
+/// ```
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteConfig {
+    /// The route's name, in health reports, metrics and errors.
+    pub name: String,
+    /// The key prefix it takes; the longest matching prefix wins.
+    pub prefix: String,
+    /// Its backend.
+    pub url: String,
+}
+
+impl fmt::Debug for RouteConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RouteConfig")
+            .field("name", &self.name)
+            .field("prefix", &self.prefix)
+            .field("url", &crate::url::mask(&self.url))
+            .finish()
+    }
+}
+
+impl RouteConfig {
+    /// A route named after its prefix (`session:` -> `session`).
+    pub fn new(prefix: impl Into<String>, url: impl Into<String>) -> Self {
+        let prefix = prefix.into();
+        RouteConfig {
+            name: default_route_name(&prefix),
+            prefix,
+            url: url.into(),
+        }
+    }
+}
+
+fn default_route_name(prefix: &str) -> String {
+    let name = prefix.trim_end_matches(':');
+    if name.is_empty() {
+        prefix.to_owned()
+    } else {
+        name.to_owned()
+    }
+}
+
+/// Check routes: each with a non-empty prefix and a parseable URL, names
+/// and prefixes used once.
+fn validate_routes(routes: &[RouteConfig], source: &str) -> Result<()> {
+    for (i, route) in routes.iter().enumerate() {
+        if route.prefix.is_empty() {
+            return Err(Error::config(
+                "route prefix",
+                source,
+                "a non-empty key prefix such as `session:` (keys no route takes go to `url`)",
+                format!("route {:?} with an empty prefix", route.name),
+            ));
+        }
+        crate::url::BackendUrl::parse(&route.url).map_err(|_| {
+            Error::config(
+                format!("route {:?} url", route.name),
+                source,
+                URL_EXPECTED,
+                crate::url::mask(&route.url),
+            )
+        })?;
+        for other in &routes[..i] {
+            if other.name == route.name {
+                return Err(Error::config(
+                    "route name",
+                    source,
+                    "each name used once",
+                    &route.name,
+                ));
+            }
+            if other.prefix == route.prefix {
+                return Err(Error::config(
+                    "route prefix",
+                    source,
+                    "each prefix routed once",
+                    &route.prefix,
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 impl Default for CacheConfig {
@@ -168,6 +264,7 @@ impl Default for CacheConfig {
             max_key_length: DEFAULT_MAX_KEY_LENGTH,
             max_value_size: DEFAULT_MAX_VALUE_SIZE,
             profile: None,
+            routes: Vec::new(),
         }
     }
 }
@@ -186,6 +283,7 @@ impl fmt::Debug for CacheConfig {
             .field("max_key_length", &self.max_key_length)
             .field("max_value_size", &self.max_value_size)
             .field("profile", &self.profile)
+            .field("routes", &self.routes)
             .finish()
     }
 }
@@ -224,6 +322,17 @@ struct FileConfig {
     max_value_size: Option<Spanned<Scalar>>,
     /// `[profile.<name>]` tables; only allowed at the top level.
     profile: Option<Spanned<BTreeMap<String, FileConfig>>>,
+    /// `[[route]]` tables; in a profile they replace the base ones.
+    route: Option<Spanned<Vec<FileRoute>>>,
+}
+
+/// One `[[route]]` of the file.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRoute {
+    name: Option<String>,
+    prefix: String,
+    url: String,
 }
 
 impl FileConfig {
@@ -253,6 +362,20 @@ impl FileConfig {
             if let Some(v) = value {
                 apply(config, field, &v.get_ref().shown(), &source(v.span().start))?;
             }
+        }
+        if let Some(routes) = self.route {
+            let at = source(routes.span().start);
+            let routes: Vec<RouteConfig> = routes
+                .into_inner()
+                .into_iter()
+                .map(|r| RouteConfig {
+                    name: r.name.unwrap_or_else(|| default_route_name(&r.prefix)),
+                    prefix: r.prefix,
+                    url: r.url,
+                })
+                .collect();
+            validate_routes(&routes, &at)?;
+            config.routes = routes;
         }
         Ok(())
     }
@@ -334,6 +457,30 @@ fn apply(config: &mut CacheConfig, field: &str, raw: &str, source: &str) -> Resu
         _ => return Err(bad("a known setting")),
     }
     Ok(())
+}
+
+/// The routes variable: `prefix=url` pairs separated by spaces or `;`, each
+/// route named after its prefix:
+/// `LARDER_ROUTES="session:=redis://sessions:6379/0 hot:=mem://"`.
+/// It replaces the routes of the file.
+pub const ROUTES_VAR: &str = "LARDER_ROUTES";
+
+fn parse_routes(text: &str) -> Result<Vec<RouteConfig>> {
+    let source = format!("environment variable {ROUTES_VAR}");
+    let mut routes = Vec::new();
+    for entry in text.split([' ', ';', '\n', '\t']).filter(|e| !e.is_empty()) {
+        let Some((prefix, url)) = entry.split_once('=') else {
+            return Err(Error::config(
+                "routes",
+                &source,
+                "`prefix=url` pairs separated by spaces: session:=redis://host:6379/0 hot:=mem://",
+                crate::url::mask(entry),
+            ));
+        };
+        routes.push(RouteConfig::new(prefix, url));
+    }
+    validate_routes(&routes, &source)?;
+    Ok(routes)
 }
 
 /// URL variables, first set wins: larder's own, then the svc-infra name,
@@ -509,8 +656,8 @@ impl CacheConfig {
                 "config file",
                 at,
                 "valid larder settings (url, prefix, version, default_ttl, ttl_short, ttl_long, \
-                 max_connections, codec, max_key_length, max_value_size), and [profile.<name>] \
-                 tables of the same settings",
+                 max_connections, codec, max_key_length, max_value_size), [[route]] tables \
+                 (name, prefix, url), and [profile.<name>] tables of the same settings",
                 e.message().to_owned(),
             )
         })?;
@@ -579,6 +726,9 @@ impl CacheConfig {
                 apply(self, field, &value, &format!("environment variable {name}"))?;
             }
         }
+        if let Some(routes) = get(ROUTES_VAR) {
+            self.routes = parse_routes(&routes)?;
+        }
         Ok(())
     }
 
@@ -606,6 +756,7 @@ impl CacheConfig {
         }
         validate_namespace_part("prefix", &self.prefix, SOURCE)?;
         validate_namespace_part("version", &self.version, SOURCE)?;
+        validate_routes(&self.routes, SOURCE)?;
         for (field, ttl) in [
             ("default_ttl", self.default_ttl),
             ("ttl_short", self.ttl_short),
@@ -1360,5 +1511,80 @@ mod tests {
         }
         let ttl_default = ENV_VARS.iter().find(|(f, _)| *f == "default_ttl").unwrap();
         assert_eq!(ttl_default.1, ["LARDER_DEFAULT_TTL", "CACHE_TTL_DEFAULT"]);
+    }
+
+    #[test]
+    fn routes_from_the_file_and_the_environment() {
+        let mut c = CacheConfig::default();
+        c.merge_toml(
+            "url = \"redis://main:6379/0\"\n\n[[route]]\nprefix = \"session:\"\nurl = \"redis://:pw@sessions:6379/1\"\n\n[[route]]\nname = \"fast\"\nprefix = \"hot:\"\nurl = \"mem://\"\n",
+            "larder.toml",
+        )
+        .unwrap();
+        assert_eq!(c.routes.len(), 2);
+        assert_eq!(c.routes[0].name, "session");
+        assert_eq!(c.routes[0].prefix, "session:");
+        assert_eq!(c.routes[1].name, "fast");
+        assert!(!format!("{c:?}").contains(":pw@"), "{c:?}");
+        c.merge_env(env(&[(
+            "LARDER_ROUTES",
+            "a:=mem:// b:=mem://?max_entries=5",
+        )]))
+        .unwrap();
+        let names: Vec<&str> = c.routes.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(
+            names,
+            vec!["a", "b"],
+            "the variable replaces the file's routes"
+        );
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn bad_routes_are_explained() {
+        let mut c = CacheConfig::default();
+        for (toml, needle) in [
+            (
+                "[[route]]\nprefix = \"\"\nurl = \"mem://\"\n",
+                "non-empty key prefix",
+            ),
+            (
+                "[[route]]\nprefix = \"a:\"\nurl = \"nowhere\"\n",
+                "route \"a\" url",
+            ),
+            (
+                "[[route]]\nprefix = \"a:\"\nurl = \"mem://\"\n[[route]]\nprefix = \"a:\"\nurl = \"mem://\"\n",
+                "each name used once",
+            ),
+            (
+                "[[route]]\nprefix = \"a:\"\nurl = \"mem://\"\nweight = 3\n",
+                "weight",
+            ),
+        ] {
+            let err = c.merge_toml(toml, "larder.toml").unwrap_err().to_string();
+            assert!(err.contains(needle), "{toml}: {err}");
+            assert!(err.contains("larder.toml line"), "{err}");
+        }
+        let err = c
+            .merge_env(env(&[("LARDER_ROUTES", "session:redis://h")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("LARDER_ROUTES") && err.contains("prefix=url"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_profile_replaces_the_routes() {
+        let mut c = CacheConfig::default();
+        c.merge_toml_profile(
+            "[[route]]\nprefix = \"a:\"\nurl = \"mem://\"\n[profile.production]\n[[profile.production.route]]\nprefix = \"b:\"\nurl = \"mem://\"\n",
+            "larder.toml",
+            Some("production"),
+        )
+        .unwrap();
+        assert_eq!(c.routes.len(), 1);
+        assert_eq!(c.routes[0].prefix, "b:");
     }
 }

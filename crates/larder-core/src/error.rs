@@ -143,6 +143,23 @@ pub enum Error {
         message: String,
     },
 
+    /// An operation that goes to several routes of a
+    /// [`Router`](crate::Router) failed on some of them; the others did
+    /// their part.
+    #[error(
+        "{operation} failed on {}{}",
+        describe_failures(failures),
+        done.map_or(String::new(), |n| format!("; the other routes did theirs ({n})"))
+    )]
+    Routes {
+        /// The operation.
+        operation: &'static str,
+        /// Each failed route and its error.
+        failures: Vec<RouteFailure>,
+        /// What the routes that succeeded counted, for counting operations.
+        done: Option<crate::Count>,
+    },
+
     /// Any other backend failure (a server error reply, a bad response).
     #[error("{backend} backend error: {message}")]
     Backend {
@@ -153,11 +170,43 @@ pub enum Error {
     },
 }
 
+/// One route's failure in [`Error::Routes`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct RouteFailure {
+    /// The route's name.
+    pub route: String,
+    /// What it answered.
+    pub error: Box<Error>,
+}
+
+impl RouteFailure {
+    /// The failure of `route`.
+    pub fn new(route: impl Into<String>, error: Error) -> Self {
+        RouteFailure {
+            route: route.into(),
+            error: Box::new(error),
+        }
+    }
+}
+
+fn describe_failures(failures: &[RouteFailure]) -> String {
+    failures
+        .iter()
+        .map(|f| format!("route {:?} ({})", f.route, f.error))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 impl Error {
     /// Whether retrying the same operation may succeed (connection trouble,
     /// timeouts). Auth, config, key and codec errors are permanent.
     pub fn is_transient(&self) -> bool {
-        matches!(self, Error::Unavailable { .. } | Error::Timeout { .. })
+        match self {
+            Error::Unavailable { .. } | Error::Timeout { .. } => true,
+            Error::Routes { failures, .. } => failures.iter().all(|f| f.error.is_transient()),
+            _ => false,
+        }
     }
 
     /// A short, stable name for the error kind, used as a metric label.
@@ -175,6 +224,7 @@ impl Error {
             Error::PayloadTooLarge { .. } => "payload_too_large",
             Error::NotAnInteger { .. } => "not_an_integer",
             Error::Recache { .. } => "recache",
+            Error::Routes { .. } => "routes",
             Error::Backend { .. } => "backend",
         }
     }

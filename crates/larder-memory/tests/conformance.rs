@@ -1,12 +1,13 @@
-//! The shared backend conformance suite on the memory backend, directly and
+//! The shared backend conformance suite on the memory backend: directly,
 //! through core's blocking adapter (`Blocking<SyncMemory>`: the same store,
-//! each operation on the blocking pool).
+//! each operation on the blocking pool), and through core's `Router` over two
+//! memory backends (keys starting with `k` on one, the rest on the other).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
 use std::sync::{Arc, OnceLock};
 
-use larder_core::{Backend, Blocking, BoxFuture, Expiry};
+use larder_core::{Backend, Blocking, BoxFuture, Expiry, Router};
 use larder_memory::MemoryBackend;
 use larder_testkit::{Factory, TagIndex};
 
@@ -71,4 +72,66 @@ mod blocking {
         blocking: true,
         ..Memory::default()
     });
+}
+
+/// A router over two memory backends: the suite's keys starting with `k`
+/// (`k`, `k1`, `keep`, ...) go to one, the rest to the other, so most cases
+/// touch both routes.
+#[derive(Default)]
+struct Routed {
+    made: OnceLock<(MemoryBackend, MemoryBackend)>,
+}
+
+fn router(k: &MemoryBackend, rest: &MemoryBackend) -> Arc<dyn Backend> {
+    let router = Router::builder()
+        .route("k", "k", Arc::new(k.clone()))
+        .default_route("rest", Arc::new(rest.clone()))
+        .build()
+        .unwrap();
+    Arc::new(router)
+}
+
+impl Factory for Routed {
+    fn backend(&self) -> BoxFuture<'_, Arc<dyn Backend>> {
+        Box::pin(async {
+            let (k, rest) = self
+                .made
+                .get_or_init(|| (MemoryBackend::new(), MemoryBackend::new()));
+            router(k, rest)
+        })
+    }
+
+    fn bounded(&self, max_entries: usize) -> BoxFuture<'_, Arc<dyn Backend>> {
+        Box::pin(async move {
+            let bounded = || MemoryBackend::builder().max_entries(max_entries).build();
+            router(&bounded(), &bounded())
+        })
+    }
+
+    fn tag_index<'a>(&'a self, tag: &'a str) -> BoxFuture<'a, Option<TagIndex>> {
+        Box::pin(async move {
+            let (k, rest) = self.made.get()?;
+            let mut members = k.tag_index(tag);
+            members.extend(rest.tag_index(tag));
+            members.sort();
+            Some(TagIndex {
+                members,
+                expiry: Expiry::Never,
+            })
+        })
+    }
+
+    fn trim(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {
+            if let Some((k, rest)) = self.made.get() {
+                k.purge_expired();
+                rest.purge_expired();
+            }
+        })
+    }
+}
+
+mod routed {
+    use super::*;
+    larder_testkit::conformance_suite!(Routed::default());
 }

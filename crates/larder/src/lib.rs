@@ -39,11 +39,11 @@ pub use larder_core::{
     Backend, Blocking, BlockingBackend, BoxFuture, Cache, CacheBuilder, CacheConfig, CacheEntry,
     Capabilities, Codec, Count, Entry, Error, Expiry, FillGuard, FillStore, FillToken, FuzzyMatch,
     FuzzyOptions, HealthReport, IncrRequest, Invalidation, InvalidationStream, KeyTtl, Lock,
-    MAX_FILL_AGE, MAX_TTL, ReadRequest, Result, SetMode, SetOptions, SetRequest, Stats, Ttl,
-    TtlBucket, WriteOptions,
+    MAX_FILL_AGE, MAX_TTL, ReadRequest, Result, RouteConfig, RouteFailure, Router, RouterBuilder,
+    SetMode, SetOptions, SetRequest, Stats, Ttl, TtlBucket, WriteOptions,
 };
 #[doc(inline)]
-pub use larder_core::{codec, config, frame, glob, key, request, sync, url};
+pub use larder_core::{codec, config, frame, glob, key, migrate, request, sync, url};
 
 #[cfg(feature = "memory")]
 #[doc(inline)]

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use larder_core::url::BackendUrl;
-use larder_core::{Backend, Cache, CacheConfig, Error, Result};
+use larder_core::{Backend, Cache, CacheConfig, Error, Result, Router};
 
 /// Every scheme larder knows, with the cargo feature that provides it.
 const SCHEMES: &[(&str, &str)] = &[
@@ -82,14 +82,38 @@ pub async fn open(url: &str) -> Result<Cache> {
 }
 
 /// A cache built from `config`: its URL (or `mem://` when it has none),
-/// namespace, TTLs and codec.
+/// namespace, TTLs and codec. With routes (`[[route]]`, `LARDER_ROUTES`),
+/// each route's backend is opened too and keys are sent by prefix through a
+/// [`Router`], the URL being the default route (named `default`).
 pub async fn connect(config: &CacheConfig) -> Result<Cache> {
+    config.validate()?;
     let url = config.url.as_deref().unwrap_or(DEFAULT_URL);
-    let backend = open_backend_with(url, config).await?;
+    let backend = if config.routes.is_empty() {
+        open_backend_with(url, config).await?
+    } else {
+        let mut router =
+            Router::builder().default_route("default", open_backend_with(url, config).await?);
+        for route in &config.routes {
+            let backend = open_backend_with(&route.url, config)
+                .await
+                .map_err(|e| route_error(&route.name, e))?;
+            router = router.route(route.name.clone(), route.prefix.clone(), backend);
+        }
+        Arc::new(router.build()?)
+    };
     Cache::builder()
         .config(config.clone())
         .backend_arc(backend)
         .build()
+}
+
+/// An error opening a route's backend, saying which route.
+fn route_error(route: &str, error: Error) -> Error {
+    Error::Routes {
+        operation: "open",
+        failures: vec![larder_core::RouteFailure::new(route, error)],
+        done: None,
+    }
 }
 
 /// A cache configured by `larder.toml` and the `LARDER_*` environment (see
