@@ -84,4 +84,6 @@ mod guide {
     struct MemoryBackend;
     #[doc = include_str!("../../../docs/attributes.md")]
     struct Attributes;
+    #[doc = include_str!("../../../docs/routing.md")]
+    struct Routing;
 }
