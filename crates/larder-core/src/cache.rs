@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use serde::{Serialize, de::DeserializeOwned};
 
-use crate::backend::{Backend, Count, Expiry, HealthReport, KeyTtl};
+use crate::backend::{Backend, Count, Expiry, HealthReport, KeyTtl, WriteOptions};
 use crate::codec::{self, Format};
 use crate::config::CacheConfig;
 use crate::core::Core;
@@ -20,7 +20,13 @@ use crate::options::SetOptions;
 use crate::payload::{Raw, Typed};
 use crate::read::{FillOptions, FillPlan, Outcome, ReadThrough};
 use crate::request::{IncrRequest, ReadRequest, SetRequest};
+use crate::resilient::ResilienceConfig;
+use crate::shared::Shared;
 use crate::stats::{Counters, Stats};
+
+/// Into how many groups, each with its own jittered TTL, `set_many` splits
+/// a batch.
+const JITTER_GROUPS: usize = 16;
 
 /// A cheap-to-clone cache handle: a namespace, TTL policy and codec over one
 /// backend. Clones share the backend, the counters and the single-flight
@@ -35,31 +41,7 @@ use crate::stats::{Counters, Stats};
 /// ```
 #[derive(Clone)]
 pub struct Cache {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    core: Core,
-    reads: ReadThrough,
-}
-
-impl Drop for Inner {
-    /// Close the backend when this cache was its last user and a runtime is
-    /// at hand to run the close on. Otherwise the backend's own drop
-    /// releases it; call [`Cache::close`] to be sure writes are flushed.
-    fn drop(&mut self) {
-        let backend = self.core.backend.clone();
-        // Two: `core` and the clone above.
-        if Arc::strong_count(&backend) == 2
-            && let Ok(runtime) = tokio::runtime::Handle::try_current()
-        {
-            runtime.spawn(async move {
-                if let Err(e) = backend.close().await {
-                    tracing::warn!(backend = backend.label(), "larder: closing failed: {e}");
-                }
-            });
-        }
-    }
+    inner: Arc<Shared>,
 }
 
 impl fmt::Debug for Cache {
@@ -79,6 +61,7 @@ impl fmt::Debug for Cache {
 #[derive(Debug, Default)]
 pub struct CacheBuilder {
     backend: Option<Arc<dyn Backend>>,
+    local_fallback: Option<Arc<dyn Backend>>,
     config: CacheConfig,
 }
 
@@ -150,7 +133,29 @@ impl CacheBuilder {
         self
     }
 
-    /// Check the settings and build the cache.
+    /// Spread write TTLs by up to this fraction either way (default 0.1;
+    /// 0 turns it off).
+    pub fn ttl_jitter(mut self, fraction: f64) -> Self {
+        self.config.ttl_jitter = fraction;
+        self
+    }
+
+    /// The resilience layer's settings (see [`ResilienceConfig`]).
+    pub fn resilience(mut self, resilience: ResilienceConfig) -> Self {
+        self.config.resilience = resilience;
+        self
+    }
+
+    /// An in-process backend to serve from while the shared one is out
+    /// (see [`Resilient::with_local_fallback`](crate::Resilient::with_local_fallback)).
+    pub fn local_fallback(mut self, backend: Arc<dyn Backend>) -> Self {
+        self.local_fallback = Some(backend);
+        self
+    }
+
+    /// Check the settings and build the cache. A shared backend (Redis,
+    /// Memcached, SQLite) is wrapped in the resilience layer unless
+    /// `resilience.enabled` is off.
     pub fn build(self) -> Result<Cache> {
         let Some(backend) = self.backend else {
             return Err(Error::config(
@@ -162,15 +167,19 @@ impl CacheBuilder {
         };
         let mut config = self.config;
         config.validate()?;
-        if let Some(limit) = backend.capabilities().max_value_size {
+        let caps = backend.capabilities();
+        if let Some(limit) = caps.max_value_size {
             config.max_value_size = config.max_value_size.min(limit);
         }
+        let owns_backend = Arc::strong_count(&backend) == 1 && Arc::weak_count(&backend) == 0;
+        let backend = crate::resilient::wrap(backend, &config.resilience, self.local_fallback);
         let namespace = Namespace::new(&config.prefix, &config.version)?
             .with_max_key_length(config.max_key_length);
         Ok(Cache {
-            inner: Arc::new(Inner {
+            inner: Arc::new(Shared {
                 core: Core::new(backend, namespace, config),
                 reads: ReadThrough::default(),
+                owns_backend,
             }),
         })
     }
@@ -257,17 +266,8 @@ impl Cache {
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
         let core = self.core();
         let stored = core.key(key)?;
-        match core.backend.get(&stored).await {
-            Ok(Some(bytes)) => Ok(core.decode_hit(key, &bytes)),
-            Ok(None) => {
-                Counters::add(&core.counters.misses, 1);
-                Ok(None)
-            }
-            Err(e) => {
-                core.record_error("get", &e);
-                Err(e)
-            }
-        }
+        let found = core.fail_open("get", core.backend.get(&stored).await, None)?;
+        Ok(self.decoded(key, found))
     }
 
     /// Values of `keys` in the same order, `None` where missing.
@@ -281,7 +281,10 @@ impl Cache {
             .iter()
             .map(|k| core.key(k.as_ref()))
             .collect::<Result<Vec<_>>>()?;
-        let found = core.observe("get_many", core.backend.get_many(&stored).await)?;
+        let found = {
+            let missing = vec![None; stored.len()];
+            core.fail_open("get_many", core.backend.get_many(&stored).await, missing)?
+        };
         Ok(keys
             .iter()
             .zip(found)
@@ -308,11 +311,11 @@ impl Cache {
         let stored = core.key(key)?;
         let ttl = Error::check_ttl(ttl)?;
         let found = if core.caps.touch {
-            core.observe("get", core.backend.get_and_touch(&stored, ttl).await)?
+            core.fail_open("get", core.backend.get_and_touch(&stored, ttl).await, None)?
         } else {
-            let found = core.observe("get", core.backend.get(&stored).await)?;
+            let found = core.fail_open("get", core.backend.get(&stored).await, None)?;
             if found.is_some() {
-                core.observe("expire", core.backend.expire(&stored, ttl).await)?;
+                core.fail_open("expire", core.backend.expire(&stored, ttl).await, false)?;
             }
             found
         };
@@ -326,7 +329,8 @@ impl Cache {
         let core = self.core();
         let stored = core.key(key)?;
         self.invalidated();
-        let found = core.observe("get_delete", core.backend.get_delete(&stored).await)?;
+        let found =
+            core.fail_open_write("get_delete", core.backend.get_delete(&stored).await, None)?;
         if found.is_some() {
             Counters::add(&core.counters.deletes, 1);
         }
@@ -349,7 +353,9 @@ impl Cache {
     pub async fn get_entry(&self, key: &str) -> Result<Option<CacheEntry>> {
         let core = self.core();
         let stored = core.key(key)?;
-        let Some(entry) = core.observe("get_entry", core.backend.get_entry(&stored).await)? else {
+        let Some(entry) =
+            core.fail_open("get_entry", core.backend.get_entry(&stored).await, None)?
+        else {
             return Ok(None);
         };
         let parsed = core.observe("get_entry", codec::parse(entry.value))?;
@@ -368,7 +374,7 @@ impl Cache {
     pub async fn get_raw(&self, key: &str) -> Result<Option<Bytes>> {
         let core = self.core();
         let stored = core.key(key)?;
-        let Some(bytes) = core.observe("get", core.backend.get(&stored).await)? else {
+        let Some(bytes) = core.fail_open("get", core.backend.get(&stored).await, None)? else {
             Counters::add(&core.counters.misses, 1);
             return Ok(None);
         };
@@ -424,7 +430,7 @@ impl Cache {
         T: Serialize,
     {
         let core = self.core();
-        let write = core.write_options(options)?;
+        let write = core.write_options_exact(options)?;
         let mut encoded = Vec::new();
         for (key, value) in entries {
             let stored = core.key(key.as_ref())?;
@@ -436,7 +442,21 @@ impl Cache {
             return Ok(0);
         }
         self.invalidated();
-        let written = core.observe("set_many", core.backend.set_many(&encoded, &write).await)?;
+        // Entries written together should not expire together: with TTL
+        // jitter, the batch goes in groups, each with its own TTL.
+        let groups = match write.ttl {
+            Some(_) if core.config.ttl_jitter > 0.0 => encoded.len().min(JITTER_GROUPS),
+            _ => 1,
+        };
+        let mut written = 0;
+        for group in encoded.chunks(encoded.len().div_ceil(groups)) {
+            let options = WriteOptions {
+                ttl: core.jitter(write.ttl),
+                ..write.clone()
+            };
+            let n = core.backend.set_many(group, &options).await;
+            written += core.fail_open_write("set_many", n, 0)?;
+        }
         Counters::add(&core.counters.sets, written);
         Ok(written)
     }
@@ -454,7 +474,7 @@ impl Cache {
             .map(|k| core.key(k.as_ref()))
             .collect::<Result<Vec<_>>>()?;
         self.invalidated();
-        let n = core.observe("delete", core.backend.delete(&stored).await)?;
+        let n = core.fail_open_write("delete", core.backend.delete(&stored).await, 0)?;
         Counters::add(&core.counters.deletes, n);
         Ok(n)
     }
@@ -463,7 +483,7 @@ impl Cache {
     pub async fn exists(&self, key: &str) -> Result<bool> {
         let core = self.core();
         let stored = core.key(key)?;
-        core.observe("exists", core.backend.exists(&stored).await)
+        core.fail_open("exists", core.backend.exists(&stored).await, false)
     }
 
     /// Give `key` a new TTL; returns `false` when the key is missing.
@@ -471,14 +491,14 @@ impl Cache {
         let core = self.core();
         let stored = core.key(key)?;
         let ttl = Error::check_ttl(ttl)?;
-        core.observe("expire", core.backend.expire(&stored, ttl).await)
+        core.fail_open("expire", core.backend.expire(&stored, ttl).await, false)
     }
 
     /// Remaining life of `key`.
     pub async fn ttl(&self, key: &str) -> Result<KeyTtl> {
         let core = self.core();
         let stored = core.key(key)?;
-        core.observe("ttl", core.backend.ttl(&stored).await)
+        core.fail_open("ttl", core.backend.ttl(&stored).await, KeyTtl::Missing)
     }
 
     /// Add `delta` to the counter under `key` and return the new value; a
@@ -497,9 +517,10 @@ impl Cache {
         let core = self.core();
         let stored = core.tags(tags)?;
         self.invalidated();
-        let n = core.observe(
+        let n = core.fail_open_write(
             "invalidate_tags",
             core.backend.invalidate_tags(&stored).await,
+            Count::Unknown,
         )?;
         Counters::add(&core.counters.invalidations, 1);
         Counters::add(&core.counters.deletes, n.exact().unwrap_or(0));
@@ -517,9 +538,10 @@ impl Cache {
         let core = self.core();
         let stored = core.namespace.pattern(pattern)?;
         self.invalidated();
-        let n = core.observe(
+        let n = core.fail_open_write(
             "invalidate_pattern",
             core.backend.delete_matching(&stored).await,
+            Count::Unknown,
         )?;
         Counters::add(&core.counters.invalidations, 1);
         Counters::add(&core.counters.deletes, n.exact().unwrap_or(0));
@@ -534,7 +556,7 @@ impl Cache {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let keys = core.observe("scan", core.backend.scan(&stored, limit).await)?;
+        let keys = core.fail_open("scan", core.backend.scan(&stored, limit).await, Vec::new())?;
         Ok(keys.iter().filter_map(|k| self.strip(k)).collect())
     }
 
@@ -545,9 +567,10 @@ impl Cache {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let keys = core.observe(
+        let keys = core.fail_open(
             "tag_members",
             core.backend.tag_members(&stored, limit).await,
+            Vec::new(),
         )?;
         Ok(keys.iter().filter_map(|k| self.strip(k)).collect())
     }
@@ -557,7 +580,11 @@ impl Cache {
     pub async fn clear(&self) -> Result<Count> {
         let core = self.core();
         self.invalidated();
-        let n = core.observe("clear", core.backend.clear(core.namespace.head()).await)?;
+        let n = core.fail_open_write(
+            "clear",
+            core.backend.clear(core.namespace.head()).await,
+            Count::Unknown,
+        )?;
         Counters::add(&core.counters.deletes, n.exact().unwrap_or(0));
         Ok(n)
     }
@@ -603,7 +630,7 @@ impl Cache {
 
     /// A read-through lookup of `key`; configure, then call `.load(loader)`.
     pub fn read<'a>(&'a self, key: &'a str) -> ReadRequest<'a> {
-        ReadRequest::new(self.core(), &self.inner.reads, key)
+        ReadRequest::new(&self.inner, key)
     }
 
     /// The read-through behind `#[cache_read]`: never fails because of the
@@ -685,7 +712,9 @@ impl Cache {
 
     /// Flush what the backend acknowledged and release its connections and
     /// files. Call it before the process exits: dropping the last handle
-    /// also closes the backend, but only when a tokio runtime is still
+    /// also closes the backend, but only when the cache holds the only
+    /// handle on it (as `larder::open` builds it; not a backend shared
+    /// between caches through an `Arc`) and a tokio runtime is still
     /// running to do it. Later operations may fail.
     pub async fn close(&self) -> Result<()> {
         let core = self.core();

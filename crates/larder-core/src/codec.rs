@@ -8,7 +8,7 @@
 //! | 2 | envelope format version (1) |
 //! | 3 | codec id (0 raw bytes, 1 JSON, 2 MessagePack, 3 postcard, 4 bincode) |
 //! | 4 | flags (1 compressed, 2 encrypted, 4 signed) |
-//! | 5..8 | reserved, zero |
+//! | 5..8 | how long the value took to load, in milliseconds (24 bits, saturating); 0 = unknown |
 //! | 8..16 | `fresh_until`, milliseconds since the Unix epoch, little endian; 0 = none |
 //!
 //! The payload follows. A value is decoded with the codec named in its own
@@ -209,14 +209,20 @@ pub struct Header {
     /// End of the fresh window, when one was set (early refresh and
     /// stale-while-revalidate).
     pub fresh_until: Option<SystemTime>,
+    /// How long the value took to load, when known (for probabilistic early
+    /// refresh).
+    pub load_time: Option<Duration>,
 }
 
-fn push_header(out: &mut Vec<u8>, id: u8, fresh_until: Option<SystemTime>) {
+fn push_header(out: &mut Vec<u8>, id: u8, fresh_until: Option<SystemTime>, load_time: Duration) {
     out.extend_from_slice(&MAGIC);
     out.push(FORMAT_VERSION);
     out.push(id);
     out.push(0);
-    out.extend_from_slice(&[0, 0, 0]);
+    let load_ms = u32::try_from(load_time.as_millis())
+        .unwrap_or(u32::MAX)
+        .min(0x00FF_FFFF);
+    out.extend_from_slice(&load_ms.to_le_bytes()[..3]);
     let millis = fresh_until
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map_or(0, |d| {
@@ -231,8 +237,18 @@ pub fn encode<T: Serialize + ?Sized>(
     value: &T,
     fresh_until: Option<SystemTime>,
 ) -> Result<Bytes> {
+    encode_timed(codec, value, fresh_until, Duration::ZERO)
+}
+
+/// [`encode`], recording how long the value took to load.
+pub fn encode_timed<T: Serialize + ?Sized>(
+    codec: Codec,
+    value: &T,
+    fresh_until: Option<SystemTime>,
+    load_time: Duration,
+) -> Result<Bytes> {
     let mut out = Vec::with_capacity(64);
-    push_header(&mut out, codec.id(), fresh_until);
+    push_header(&mut out, codec.id(), fresh_until, load_time);
     codec.encode_into(&mut out, value)?;
     Ok(Bytes::from(out))
 }
@@ -240,7 +256,7 @@ pub fn encode<T: Serialize + ?Sized>(
 /// `payload` unchanged behind an envelope header that marks it raw.
 pub fn encode_raw(payload: &[u8], fresh_until: Option<SystemTime>) -> Bytes {
     let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
-    push_header(&mut out, RAW_ID, fresh_until);
+    push_header(&mut out, RAW_ID, fresh_until, Duration::ZERO);
     out.extend_from_slice(payload);
     Bytes::from(out)
 }
@@ -281,10 +297,13 @@ pub fn header(bytes: &[u8]) -> Result<Option<Header>> {
     millis.copy_from_slice(&bytes[8..16]);
     let millis = u64::from_le_bytes(millis);
     let fresh_until = (millis != 0).then(|| UNIX_EPOCH + Duration::from_millis(millis));
+    let load_ms = u32::from_le_bytes([bytes[5], bytes[6], bytes[7], 0]);
+    let load_time = (load_ms != 0).then(|| Duration::from_millis(u64::from(load_ms)));
     Ok(Some(Header {
         format,
         flags,
         fresh_until,
+        load_time,
     }))
 }
 
@@ -387,12 +406,14 @@ mod tests {
     fn roundtrip_every_codec() {
         let fresh = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
         for codec in all_codecs() {
-            let bytes = encode(codec, &user(), Some(fresh)).unwrap();
+            let bytes =
+                encode_timed(codec, &user(), Some(fresh), Duration::from_millis(1234)).unwrap();
             let (back, header) = decode::<User>(&bytes).unwrap();
             assert_eq!(back, user(), "{codec:?}");
             let header = header.unwrap();
             assert_eq!(header.format, Format::Codec(codec));
             assert_eq!(header.fresh_until, Some(fresh));
+            assert_eq!(header.load_time, Some(Duration::from_millis(1234)));
         }
     }
 

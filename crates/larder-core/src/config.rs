@@ -43,6 +43,7 @@ use toml::Spanned;
 use crate::codec::Codec;
 use crate::error::{Error, Result};
 use crate::key::{DEFAULT_MAX_KEY_LENGTH, validate_namespace_part};
+use crate::resilient::{Fallback, ResilienceConfig};
 
 const DURATION_EXPECTED: &str =
     "a positive duration such as `300` (seconds), `5m`, `1h30m` or `500ms`";
@@ -156,6 +157,12 @@ pub struct CacheConfig {
     /// keys no route takes go to `url`. See [`RouteConfig`].
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    /// Spread the TTL of each write by up to this fraction either way (0.1:
+    /// a 300 s TTL becomes 270 to 330 s), so that keys written together do
+    /// not expire together. Default 0.1; 0 turns it off.
+    pub ttl_jitter: f64,
+    /// The resilience layer around shared backends (`[resilience]`).
+    pub resilience: ResilienceConfig,
 }
 
 /// One route: keys starting with `prefix` (after the namespace) go to the
@@ -265,6 +272,8 @@ impl Default for CacheConfig {
             max_value_size: DEFAULT_MAX_VALUE_SIZE,
             profile: None,
             routes: Vec::new(),
+            ttl_jitter: 0.1,
+            resilience: ResilienceConfig::default(),
         }
     }
 }
@@ -284,6 +293,8 @@ impl fmt::Debug for CacheConfig {
             .field("max_value_size", &self.max_value_size)
             .field("profile", &self.profile)
             .field("routes", &self.routes)
+            .field("ttl_jitter", &self.ttl_jitter)
+            .field("resilience", &self.resilience)
             .finish()
     }
 }
@@ -293,6 +304,8 @@ impl fmt::Debug for CacheConfig {
 #[serde(untagged)]
 enum Scalar {
     Int(i64),
+    Float(f64),
+    Bool(bool),
     Text(String),
 }
 
@@ -300,6 +313,8 @@ impl Scalar {
     fn shown(&self) -> String {
         match self {
             Scalar::Int(n) => n.to_string(),
+            Scalar::Float(x) => x.to_string(),
+            Scalar::Bool(b) => b.to_string(),
             Scalar::Text(s) => s.clone(),
         }
     }
@@ -324,6 +339,9 @@ struct FileConfig {
     profile: Option<Spanned<BTreeMap<String, FileConfig>>>,
     /// `[[route]]` tables; in a profile they replace the base ones.
     route: Option<Spanned<Vec<FileRoute>>>,
+    ttl_jitter: Option<Spanned<Scalar>>,
+    /// `[resilience]`: its settings, each optional.
+    resilience: Option<BTreeMap<String, Spanned<Scalar>>>,
 }
 
 /// One `[[route]]` of the file.
@@ -357,11 +375,21 @@ impl FileConfig {
             ("codec", self.codec),
             ("max_key_length", self.max_key_length),
             ("max_value_size", self.max_value_size),
+            ("ttl_jitter", self.ttl_jitter),
         ];
         for (field, value) in scalar_fields {
             if let Some(v) = value {
                 apply(config, field, &v.get_ref().shown(), &source(v.span().start))?;
             }
+        }
+        for (name, v) in self.resilience.unwrap_or_default() {
+            let field = format!("resilience.{name}");
+            apply(
+                config,
+                &field,
+                &v.get_ref().shown(),
+                &source(v.span().start),
+            )?;
         }
         if let Some(routes) = self.route {
             let at = source(routes.span().start);
@@ -454,7 +482,100 @@ fn apply(config: &mut CacheConfig, field: &str, raw: &str, source: &str) -> Resu
                 .and_then(|n| usize::try_from(n).ok())
                 .ok_or_else(|| bad(MAX_VALUE_SIZE_EXPECTED))?;
         }
+        "ttl_jitter" => {
+            config.ttl_jitter = parse_fraction(raw)
+                .ok_or_else(|| bad("a fraction from 0 to 0.5, such as 0.1 or 10%"))?;
+        }
+        field if field.starts_with("resilience.") => apply_resilience(config, field, raw, source)?,
         _ => return Err(bad("a known setting")),
+    }
+    Ok(())
+}
+
+/// `0.1`, `10%`: a fraction from 0 to 0.5.
+fn parse_fraction(raw: &str) -> Option<f64> {
+    let raw = raw.trim();
+    let value = match raw.strip_suffix('%') {
+        Some(percent) => percent.trim().parse::<f64>().ok()? / 100.0,
+        None => raw.parse::<f64>().ok()?,
+    };
+    (0.0..=0.5).contains(&value).then_some(value)
+}
+
+fn parse_switch(raw: &str) -> Option<bool> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "on" | "true" | "yes" | "1" => Some(true),
+        "off" | "false" | "no" | "0" => Some(false),
+        _ => None,
+    }
+}
+
+/// One `resilience.<name>` setting.
+fn apply_resilience(config: &mut CacheConfig, field: &str, raw: &str, source: &str) -> Result<()> {
+    let bad = |expected: &str| Error::config(field, source, expected, raw);
+    let positive_duration = || {
+        parse_duration(raw)
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| bad("a positive duration such as `500ms`, `2s` or `1m`"))
+    };
+    let r = &mut config.resilience;
+    match field.trim_start_matches("resilience.") {
+        "enabled" => r.enabled = parse_switch(raw).ok_or_else(|| bad("on or off"))?,
+        "timeout" => r.timeout = positive_duration()?,
+        "bulk_timeout" => r.bulk_timeout = positive_duration()?,
+        "retries" => {
+            r.retries = raw
+                .trim()
+                .parse()
+                .ok()
+                .filter(|n| *n <= 10)
+                .ok_or_else(|| bad("a whole number from 0 to 10"))?;
+        }
+        "retry_backoff" => r.retry_backoff = positive_duration()?,
+        "breaker_threshold" => {
+            r.breaker_threshold = raw
+                .trim()
+                .parse()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| bad("a positive whole number of failures"))?;
+        }
+        "breaker_failure_rate" => {
+            r.breaker_failure_rate = raw
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|x| (0.0..=1.0).contains(x))
+                .ok_or_else(|| bad("a share from 0 (off) to 1, such as 0.5"))?;
+        }
+        "breaker_open_for" => r.breaker_open_for = positive_duration()?,
+        "max_concurrency" | "queue_limit" | "local_fallback_entries" => {
+            let n = raw
+                .trim()
+                .parse::<usize>()
+                .ok()
+                .ok_or_else(|| bad("a whole number"))?;
+            match field.trim_start_matches("resilience.") {
+                "max_concurrency" if n == 0 => return Err(bad("a positive whole number")),
+                "max_concurrency" => r.max_concurrency = n,
+                "queue_limit" => r.queue_limit = n,
+                _ => r.local_fallback_entries = n,
+            }
+        }
+        "fallback" => {
+            r.fallback = match raw.trim().to_ascii_lowercase().as_str() {
+                "open" => Fallback::Open,
+                "closed" => Fallback::Closed,
+                _ => return Err(bad("open (a cache outage never fails a call) or closed")),
+            };
+        }
+        _ => {
+            return Err(bad(
+                "a resilience setting: enabled, timeout, bulk_timeout, retries, retry_backoff, \
+                 breaker_threshold, breaker_failure_rate, breaker_open_for, max_concurrency, \
+                 queue_limit, fallback, local_fallback_entries",
+            ));
+        }
     }
     Ok(())
 }
@@ -502,6 +623,20 @@ pub const ENV_VARS: &[(&str, &[&str])] = &[
     ("codec", &["LARDER_CODEC"]),
     ("max_key_length", &["LARDER_MAX_KEY_LENGTH"]),
     ("max_value_size", &["LARDER_MAX_VALUE_SIZE"]),
+    ("ttl_jitter", &["LARDER_TTL_JITTER"]),
+    ("resilience.enabled", &["LARDER_RESILIENCE"]),
+    ("resilience.timeout", &["LARDER_TIMEOUT"]),
+    ("resilience.retries", &["LARDER_RETRIES"]),
+    (
+        "resilience.breaker_threshold",
+        &["LARDER_BREAKER_THRESHOLD"],
+    ),
+    ("resilience.breaker_open_for", &["LARDER_BREAKER_OPEN_FOR"]),
+    ("resilience.fallback", &["LARDER_FALLBACK"]),
+    (
+        "resilience.local_fallback_entries",
+        &["LARDER_LOCAL_FALLBACK_ENTRIES"],
+    ),
 ];
 
 impl CacheConfig {
@@ -795,6 +930,57 @@ impl CacheConfig {
                 "0",
             ));
         }
+        if !(0.0..=0.5).contains(&self.ttl_jitter) {
+            return Err(Error::config(
+                "ttl_jitter",
+                SOURCE,
+                "a fraction from 0 to 0.5, such as 0.1 or 10%",
+                self.ttl_jitter.to_string(),
+            ));
+        }
+        let r = &self.resilience;
+        let checks = [
+            (
+                "resilience.timeout",
+                !r.timeout.is_zero(),
+                "a positive duration",
+            ),
+            (
+                "resilience.bulk_timeout",
+                r.bulk_timeout >= r.timeout,
+                "a duration at least `resilience.timeout`",
+            ),
+            (
+                "resilience.breaker_threshold",
+                r.breaker_threshold > 0,
+                "a positive whole number of failures",
+            ),
+            (
+                "resilience.breaker_failure_rate",
+                (0.0..=1.0).contains(&r.breaker_failure_rate),
+                "a share from 0 (off) to 1",
+            ),
+            (
+                "resilience.breaker_open_for",
+                !r.breaker_open_for.is_zero(),
+                "a positive duration",
+            ),
+            (
+                "resilience.max_concurrency",
+                r.max_concurrency > 0,
+                "a positive whole number",
+            ),
+            (
+                "resilience.retries",
+                r.retries <= 10,
+                "a whole number from 0 to 10",
+            ),
+        ];
+        for (field, ok, expected) in checks {
+            if !ok {
+                return Err(Error::config(field, SOURCE, expected, format!("{r:?}")));
+            }
+        }
         Ok(())
     }
 
@@ -810,12 +996,12 @@ impl CacheConfig {
 
 /// Serde for durations: seconds as an integer, or a string in the
 /// [`parse_duration`] grammar.
-mod duration_serde {
+pub(crate) mod duration_serde {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer, Serializer, de::Error as _};
 
-    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         if d.subsec_millis() == 0 {
             s.serialize_u64(d.as_secs())
         } else {
@@ -823,7 +1009,7 @@ mod duration_serde {
         }
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         #[derive(Deserialize)]
         #[serde(untagged)]
         enum Raw {
@@ -1489,7 +1675,15 @@ mod tests {
                 "max_connections",
                 "codec",
                 "max_key_length",
-                "max_value_size"
+                "max_value_size",
+                "ttl_jitter",
+                "resilience.enabled",
+                "resilience.timeout",
+                "resilience.retries",
+                "resilience.breaker_threshold",
+                "resilience.breaker_open_for",
+                "resilience.fallback",
+                "resilience.local_fallback_entries",
             ]
         );
         for (field, names) in ENV_VARS {
@@ -1501,6 +1695,9 @@ mod tests {
                     "url" => "redis://elsewhere:6379/0",
                     "prefix" | "version" => "zz",
                     "codec" => "json",
+                    "ttl_jitter" => "0.3",
+                    "resilience.enabled" => "off",
+                    "resilience.fallback" => "closed",
                     _ => "7",
                 };
                 c.merge_env(env(&[(name, value)])).unwrap();
@@ -1586,5 +1783,64 @@ mod tests {
         .unwrap();
         assert_eq!(c.routes.len(), 1);
         assert_eq!(c.routes[0].prefix, "b:");
+    }
+
+    #[test]
+    fn resilience_and_jitter_from_the_file_and_the_environment() {
+        let mut c = CacheConfig::default();
+        assert!((c.ttl_jitter - 0.1).abs() < 1e-9, "jitter is on by default");
+        c.merge_toml(
+            "ttl_jitter = 0.2\n[resilience]\ntimeout = \"250ms\"\nretries = 1\nfallback = \"closed\"\nbreaker_open_for = 3\n",
+            "larder.toml",
+        )
+        .unwrap();
+        assert!((c.ttl_jitter - 0.2).abs() < 1e-9);
+        assert_eq!(c.resilience.timeout, Duration::from_millis(250));
+        assert_eq!(c.resilience.retries, 1);
+        assert_eq!(c.resilience.fallback, Fallback::Closed);
+        assert_eq!(c.resilience.breaker_open_for, Duration::from_secs(3));
+        c.merge_env(env(&[
+            ("LARDER_TTL_JITTER", "5%"),
+            ("LARDER_TIMEOUT", "2s"),
+            ("LARDER_FALLBACK", "open"),
+            ("LARDER_RESILIENCE", "off"),
+        ]))
+        .unwrap();
+        assert!((c.ttl_jitter - 0.05).abs() < 1e-9);
+        assert_eq!(c.resilience.timeout, Duration::from_secs(2));
+        assert_eq!(c.resilience.fallback, Fallback::Open);
+        assert!(!c.resilience.enabled);
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn bad_resilience_values_name_the_setting() {
+        let mut c = CacheConfig::default();
+        let err = c
+            .merge_toml("[resilience]\ntimeout = \"soon\"\n", "larder.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("resilience.timeout") && err.contains("line 2"),
+            "{err}"
+        );
+        let err = c
+            .merge_toml("[resilience]\nretrys = 3\n", "larder.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("retries"), "{err}");
+        let err = c
+            .merge_env(env(&[("LARDER_FALLBACK", "maybe")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("LARDER_FALLBACK") && err.contains("closed"),
+            "{err}"
+        );
+        let err = c
+            .merge_env(env(&[("LARDER_TTL_JITTER", "80%")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("0.5"), "{err}");
     }
 }

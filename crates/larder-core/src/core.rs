@@ -18,8 +18,17 @@ use crate::error::{Error, Result};
 use crate::key::Namespace;
 use crate::options::{SetOptions, Ttl};
 use crate::payload::Payload;
+use crate::resilient::Fallback;
 use crate::stats::Counters;
 use crate::sync::lock;
+
+/// A random number (a fresh hash of a counter and the clock: spread, not
+/// secrecy).
+pub(crate) fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    RandomState::new().hash_one((COUNTER.fetch_add(1, Ordering::Relaxed), Instant::now()))
+}
 
 /// How long identical failures are summarised into one log line.
 const LOG_WINDOW: Duration = Duration::from_secs(10);
@@ -34,6 +43,9 @@ pub(crate) struct Core {
     /// Bumped by every write, delete and invalidation through this cache,
     /// so a load can tell whether one happened while it ran.
     invalidations: AtomicU64,
+    /// Whether the backend journals failed writes and invalidations (see
+    /// [`Backend::journals_invalidations`]).
+    journaled: bool,
 }
 
 impl Core {
@@ -45,6 +57,7 @@ impl Core {
         let caps = backend.capabilities();
         let namespace = namespace.for_backend(caps.max_key_len, caps.forbidden_key_chars);
         Core {
+            journaled: backend.journals_invalidations(),
             backend,
             caps,
             namespace,
@@ -101,10 +114,19 @@ impl Core {
     /// Decode stored bytes; undecodable bytes are a miss plus a counted
     /// error.
     pub(crate) fn decode_hit<T: DeserializeOwned>(&self, key: &str, bytes: &[u8]) -> Option<T> {
+        self.decode_hit_with_header(key, bytes).map(|(v, _)| v)
+    }
+
+    /// [`Core::decode_hit`] with the value's header.
+    pub(crate) fn decode_hit_with_header<T: DeserializeOwned>(
+        &self,
+        key: &str,
+        bytes: &[u8],
+    ) -> Option<(T, Option<codec::Header>)> {
         match codec::decode::<T>(bytes) {
-            Ok((value, _)) => {
+            Ok(decoded) => {
                 Counters::add(&self.counters.hits, 1);
-                Some(value)
+                Some(decoded)
             }
             Err(e) => {
                 Counters::add(&self.counters.misses, 1);
@@ -131,6 +153,63 @@ impl Core {
         Error::check_ttl(ttl).map(Some)
     }
 
+    /// `ttl` spread by up to `ttl_jitter` either way (at least 1 ms, at
+    /// most [`MAX_TTL`](crate::MAX_TTL)), so that keys written together do
+    /// not expire together.
+    pub(crate) fn jitter(&self, ttl: Option<Duration>) -> Option<Duration> {
+        let fraction = self.config.ttl_jitter;
+        let ttl = ttl?;
+        if fraction <= 0.0 {
+            return Some(ttl);
+        }
+        // A uniform draw in [-1, 1).
+        let unit = (random_u64() >> 11) as f64 / (1u64 << 52) as f64 - 1.0;
+        let spread = ttl.as_secs_f64() * (1.0 + fraction * unit);
+        let jittered = Duration::try_from_secs_f64(spread).unwrap_or(ttl);
+        Some(jittered.clamp(Duration::from_millis(1), crate::MAX_TTL))
+    }
+
+    /// What a failed operation gives the caller under the fallback policy:
+    /// with `Fallback::Open`, a transient failure (the backend unreachable,
+    /// slow, or its circuit open) becomes `neutral` (a miss, a write not
+    /// made), logged and counted; anything else is returned as it is.
+    pub(crate) fn fail_open<T>(&self, operation: &str, result: Result<T>, neutral: T) -> Result<T> {
+        match result {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                self.record_error(operation, &e);
+                if e.is_transient() && self.config.resilience.fallback == Fallback::Open {
+                    Ok(neutral)
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    /// [`Core::fail_open`] for an operation that changes or removes values
+    /// (a write, delete or invalidation): its failure may leave a value
+    /// the caller meant to replace, so it passes only over a backend that
+    /// journals it, to replay before anything is read again (the
+    /// resilience layer). Over any other backend the error is returned.
+    pub(crate) fn fail_open_write<T>(
+        &self,
+        operation: &str,
+        result: Result<T>,
+        neutral: T,
+    ) -> Result<T> {
+        if self.journaled {
+            let failed = result.is_err();
+            let result = self.fail_open(operation, result, neutral);
+            if failed && result.is_ok() {
+                Counters::add(&self.counters.dropped_writes, 1);
+            }
+            result
+        } else {
+            self.observe(operation, result)
+        }
+    }
+
     /// The namespaced form of tags.
     pub(crate) fn tags<S: AsRef<str>>(&self, tags: &[S]) -> Result<Vec<String>> {
         tags.iter()
@@ -141,6 +220,13 @@ impl Core {
     /// The backend-level form of `options`: TTL resolved and checked, tags
     /// namespaced.
     pub(crate) fn write_options(&self, options: &SetOptions) -> Result<WriteOptions> {
+        let mut write = self.write_options_exact(options)?;
+        write.ttl = self.jitter(write.ttl);
+        Ok(write)
+    }
+
+    /// [`Core::write_options`] without TTL jitter.
+    pub(crate) fn write_options_exact(&self, options: &SetOptions) -> Result<WriteOptions> {
         Ok(WriteOptions::new()
             .ttl(self.resolve_ttl(options.ttl)?)
             .tags(self.tags(&options.tags)?)
@@ -183,7 +269,8 @@ impl Core {
         let write = self.write_options(options)?;
         let bytes = self.encode(&stored, value, None)?;
         self.note_invalidation();
-        let written = self.observe("set", self.backend.set(&stored, bytes, &write).await)?;
+        let written =
+            self.fail_open_write("set", self.backend.set(&stored, bytes, &write).await, false)?;
         if written {
             Counters::add(&self.counters.sets, 1);
         }

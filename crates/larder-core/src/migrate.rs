@@ -40,7 +40,11 @@ pub struct MigrateOptions {
 impl MigrateOptions {
     /// Every entry of the namespace `prefix:version:`.
     pub fn namespace(prefix: &str, version: &str) -> Self {
-        Self::pattern(format!("{}:{}:*", crate::glob::escape(prefix), crate::glob::escape(version)))
+        Self::pattern(format!(
+            "{}:{}:*",
+            crate::glob::escape(prefix),
+            crate::glob::escape(version)
+        ))
     }
 
     /// Every entry whose stored key matches `pattern`.

@@ -3,6 +3,7 @@
 //! when `load` is called).
 
 use std::future::{Future, IntoFuture};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Serialize, de::DeserializeOwned};
@@ -12,7 +13,8 @@ use crate::core::Core;
 use crate::error::{Error, Result};
 use crate::options::{SetOptions, Ttl};
 pub use crate::payload::{Payload, Raw, Typed};
-use crate::read::{FillOptions, FillPlan, ReadThrough};
+use crate::read::{FillOptions, FillPlan, Looked};
+use crate::shared::Shared;
 
 /// A pending `cache.set(key, &value)` (or `set_raw`); configure, then
 /// `.await` it. Resolves to whether the value was written.
@@ -159,18 +161,16 @@ impl<'a> IntoFuture for IncrRequest<'a> {
 /// value is returned.
 #[must_use = "a read does nothing until `load` is awaited"]
 pub struct ReadRequest<'a> {
-    core: &'a Core,
-    reads: &'a ReadThrough,
+    shared: &'a Arc<Shared>,
     key: &'a str,
     tags: Vec<String>,
     fill: FillOptions,
 }
 
 impl<'a> ReadRequest<'a> {
-    pub(crate) fn new(core: &'a Core, reads: &'a ReadThrough, key: &'a str) -> Self {
+    pub(crate) fn new(shared: &'a Arc<Shared>, key: &'a str) -> Self {
         ReadRequest {
-            core,
-            reads,
+            shared,
             key,
             tags: Vec::new(),
             fill: FillOptions::default(),
@@ -240,7 +240,8 @@ impl<'a> ReadRequest<'a> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = std::result::Result<T, E>>,
     {
-        let stored = self.core.key(self.key)?;
+        let core = &self.shared.core;
+        let stored = core.key(self.key)?;
         let key = self.key;
         let share = |_: &std::result::Result<T, E>| {
             Some(Err(E::from(Error::SharedLoad {
@@ -260,6 +261,108 @@ impl<'a> ReadRequest<'a> {
             condition: |_: &T| true,
             share,
         };
-        self.reads.fill(self.core, plan, loader).await
+        self.shared.reads.fill(core, plan, loader).await
+    }
+
+    /// [`ReadRequest::load`] with an owned loader: when a value's fresh
+    /// window has passed (`early_ttl`, `stale_ttl`, `xfetch`), every caller
+    /// gets the current value at once and one refresh runs on a spawned
+    /// task (`load` refreshes inline instead, in the caller that claims the
+    /// refresh, since a borrowed loader cannot move to another task).
+    /// Outside a tokio runtime it behaves as `load`.
+    pub async fn load_owned<T, E, F, Fut>(self, loader: F) -> std::result::Result<T, E>
+    where
+        T: Serialize + DeserializeOwned + Send + Sync + 'static,
+        E: From<Error> + Send + Sync + 'static,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = std::result::Result<T, E>> + Send + 'static,
+    {
+        let shared = self.shared;
+        let core = &shared.core;
+        let stored = core.key(self.key)?;
+        let touch = match shared.reads.touch_ttl(core, &self.fill) {
+            Ok(t) => t,
+            Err(e) => {
+                core.record_error("read_through", &e);
+                return loader().await;
+            }
+        };
+        let looked = shared
+            .reads
+            .lookup::<T>(core, self.key, &stored, touch, &self.fill)
+            .await;
+        let looked = match looked {
+            Looked::Hit { value, due: true } => match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => {
+                    if let Some(claim) = shared
+                        .reads
+                        .claim(core, self.key, &stored, &self.fill)
+                        .await
+                    {
+                        let background = shared.clone();
+                        let (key, tags, fill) = (self.key.to_owned(), self.tags, self.fill);
+                        runtime.spawn(async move {
+                            let core = &background.core;
+                            let plan = FillPlan {
+                                key: &key,
+                                stored: &stored,
+                                tags: || tags,
+                                options: &fill,
+                                condition: |_: &T| true,
+                                share: |_: &std::result::Result<T, E>| None,
+                            };
+                            let _ = background.reads.refresh(core, plan, loader).await;
+                            claim.release(core).await;
+                        });
+                    }
+                    return Ok(value);
+                }
+                Err(_) => Looked::Hit { value, due: true },
+            },
+            other => other,
+        };
+        let key = self.key;
+        let share = |_: &std::result::Result<T, E>| {
+            Some(Err(E::from(Error::SharedLoad {
+                key: key.to_owned(),
+                message: format!(
+                    "the loader returned an error of type {}; the caller that ran it has it",
+                    std::any::type_name::<E>()
+                ),
+            })))
+        };
+        let tags = self.tags;
+        let plan = FillPlan {
+            key,
+            stored: &stored,
+            tags: || tags,
+            options: &self.fill,
+            condition: |_: &T| true,
+            share,
+        };
+        shared
+            .reads
+            .fill_after(core, plan, Some(looked), loader)
+            .await
+    }
+
+    /// Refresh a value once its fresh window passes, this long after it is
+    /// stored (at most the TTL); see [`FillOptions::early_ttl`].
+    pub fn early_ttl(mut self, window: Duration) -> Self {
+        self.fill = self.fill.early_ttl(window);
+        self
+    }
+
+    /// Keep values this long past their TTL, to serve them stale while a
+    /// refresh runs or fails; see [`FillOptions::stale_ttl`].
+    pub fn stale_ttl(mut self, window: Duration) -> Self {
+        self.fill = self.fill.stale_ttl(window);
+        self
+    }
+
+    /// Probabilistic early expiration; see [`FillOptions::xfetch`].
+    pub fn xfetch(mut self, beta: f64) -> Self {
+        self.fill = self.fill.xfetch(beta);
+        self
     }
 }

@@ -597,6 +597,11 @@ impl Backend for Router {
         })
     }
 
+    fn journals_invalidations(&self) -> bool {
+        self.all()
+            .all(|r| r.backend.journals_invalidations() || !r.backend.capabilities().shared)
+    }
+
     fn evictions(&self) -> Option<u64> {
         self.all()
             .filter_map(|r| r.backend.evictions())

@@ -11,6 +11,9 @@ pub(crate) struct Counters {
     pub(crate) deletes: AtomicU64,
     pub(crate) invalidations: AtomicU64,
     pub(crate) errors: AtomicU64,
+    pub(crate) refreshes: AtomicU64,
+    pub(crate) stale: AtomicU64,
+    pub(crate) dropped_writes: AtomicU64,
 }
 
 impl Counters {
@@ -35,6 +38,9 @@ impl Counters {
             invalidations: read(&self.invalidations),
             evictions,
             errors: read(&self.errors),
+            refreshes: read(&self.refreshes),
+            stale_served: read(&self.stale),
+            dropped_writes: read(&self.dropped_writes),
         }
     }
 }
@@ -57,6 +63,16 @@ pub struct Stats {
     pub invalidations: u64,
     /// Entries the backend evicted, when it counts them locally.
     pub evictions: Option<u64>,
+    /// Refresh loads of values whose fresh window had passed (early refresh,
+    /// stale-while-revalidate, probabilistic early expiration).
+    pub refreshes: u64,
+    /// Values served past their fresh window because their refresh failed
+    /// (stale-if-error).
+    pub stale_served: u64,
+    /// Writes, deletes and invalidations that failed while the backend was
+    /// out and were let pass (fail-open); those that could leave a replaced
+    /// value behind were journaled, to be replayed before the next read.
+    pub dropped_writes: u64,
     /// Operations that failed, plus stored values that failed to decode.
     pub errors: u64,
 }

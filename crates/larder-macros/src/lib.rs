@@ -24,7 +24,8 @@ mod write;
 ///
 /// Arguments: `key`, `ttl` (seconds, `"5m"`, or a bucket `"short"` /
 /// `"default"` / `"long"`), `tags`, `cache`, `condition`, `cache_none`,
-/// `lock`, `early_ttl`, `stale_ttl`, `resource` + `id` (+ `suffix`).
+/// `lock`, `refresh`, `early_ttl`, `stale_ttl`, `xfetch`, `resource` + `id`
+/// (+ `suffix`).
 /// `Result` stores `Ok` only, `Option` stores `Some` only. Concurrent misses
 /// run the body once; a cache failure never fails the call. The guide is
 /// `docs/attributes.md`.

@@ -21,6 +21,7 @@ const KNOWN: &[&str] = &[
     "refresh",
     "early_ttl",
     "stale_ttl",
+    "xfetch",
     "resource",
     "id",
     "suffix",
@@ -38,6 +39,7 @@ struct ReadArgs {
     refresh: bool,
     early_ttl: Option<TokenStream>,
     stale_ttl: Option<TokenStream>,
+    xfetch: Option<Expr>,
     resource: Option<Path>,
     id: Option<Expr>,
     suffix: Option<LitStr>,
@@ -58,6 +60,7 @@ fn parse_args(tokens: TokenStream) -> syn::Result<(ReadArgs, Vec<Arg>)> {
             "refresh" => a.refresh = arg.flag()?,
             "early_ttl" => a.early_ttl = Some(arg.ttl()?.duration_tokens(arg.expr()?.span())?),
             "stale_ttl" => a.stale_ttl = Some(arg.ttl()?.duration_tokens(arg.expr()?.span())?),
+            "xfetch" => a.xfetch = Some(xfetch_beta(arg)?),
             "resource" => a.resource = Some(arg.path()?),
             "id" => a.id = Some(arg.expr()?),
             "suffix" => a.suffix = Some(arg.lit_str()?),
@@ -65,6 +68,33 @@ fn parse_args(tokens: TokenStream) -> syn::Result<(ReadArgs, Vec<Arg>)> {
         }
     }
     Ok((a, list))
+}
+
+/// The XFetch factor: a positive number (`1.0` is the usual choice), given
+/// as a literal so that a wrong one is a compile error.
+fn xfetch_beta(arg: &Arg) -> syn::Result<Expr> {
+    let expr = arg.expr()?;
+    let value = match &expr {
+        Expr::Lit(syn::ExprLit {
+            lit: syn::Lit::Float(f),
+            ..
+        }) => f.base10_parse::<f64>().ok(),
+        Expr::Lit(syn::ExprLit {
+            lit: syn::Lit::Int(i),
+            ..
+        }) => i.base10_parse::<u32>().ok().map(f64::from),
+        _ => None,
+    };
+    match value {
+        Some(beta) if beta > 0.0 && beta.is_finite() => {
+            Ok(syn::parse_quote_spanned!(expr.span()=> #beta))
+        }
+        _ => Err(syn::Error::new(
+            expr.span(),
+            "`xfetch` takes a positive number, the XFetch factor (1.0 is the usual choice; \
+             larger refreshes earlier)",
+        )),
+    }
 }
 
 /// Expand `#[cache_read(args)] item`.
@@ -135,7 +165,10 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenS
     let refresh = a.refresh;
     let none = quote!(::core::option::Option::None);
     let early_ttl = a.early_ttl.unwrap_or_else(|| none.clone());
-    let stale_ttl = a.stale_ttl.unwrap_or(none);
+    let stale_ttl = a.stale_ttl.unwrap_or_else(|| none.clone());
+    let xfetch = a
+        .xfetch
+        .map_or(none, |beta| quote!(::core::option::Option::Some(#beta)));
     let condition = match &a.condition {
         Some(path) => quote!(|__larder_value| #path(__larder_value)),
         None => quote!(|_| true),
@@ -161,7 +194,8 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenS
             .lock_timeout(::larder::__private::DEFAULT_LOCK_TIMEOUT)
             .refresh_on_hit(#refresh)
             .early_ttl(#early_ttl)
-            .stale_ttl(#stale_ttl);
+            .stale_ttl(#stale_ttl)
+            .xfetch(#xfetch);
         let __larder_body = #body;
         let __larder_out = ::larder::__private::read(
             __larder_cache,

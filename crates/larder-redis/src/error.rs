@@ -201,6 +201,13 @@ pub(crate) fn map(operation: &'static str, error: &FredError) -> Error {
                  may not have run (it is not sent again, since repeating it could apply it twice)"
             ),
         },
+        // No connection to send on (fred reconnects meanwhile).
+        _ if details.contains("Failed to route command") => Error::Unavailable {
+            backend: BACKEND,
+            message: format!(
+                "{operation}: no connection to the server (it went away; the client reconnects)"
+            ),
+        },
         _ if server_says("LOADING")
             || server_says("MASTERDOWN")
             || server_says("CLUSTERDOWN")
@@ -222,6 +229,16 @@ pub(crate) fn map(operation: &'static str, error: &FredError) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_connection_to_route_on_is_transient() {
+        let e = map(
+            "invalidate_tags",
+            &FredError::new(ErrorKind::Unknown, "Failed to route command."),
+        );
+        assert!(e.is_transient(), "{e:?}");
+        assert!(e.to_string().contains("no connection"), "{e}");
+    }
 
     #[test]
     fn io_details_become_short_phrases() {

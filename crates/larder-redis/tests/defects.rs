@@ -8,12 +8,15 @@ use std::time::{Duration, Instant};
 
 use larder_core::{Cache, Error};
 use larder_redis::RedisBackend;
+use larder_testkit::bare_builder;
 use larder_testkit::proxy::FaultProxy;
 use larder_testkit::redis::{RedisCluster, RedisServer};
 
+/// A cache straight over the backend: these are its own defects, errors
+/// and TTLs included.
 async fn cache(url: &str) -> Cache {
     let backend = RedisBackend::open(url, 4).await.unwrap();
-    Cache::builder()
+    bare_builder()
         .backend(backend)
         .prefix("svc")
         .build()

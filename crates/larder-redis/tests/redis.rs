@@ -7,11 +7,14 @@ use std::time::{Duration, Instant};
 
 use larder_core::{Cache, Error, KeyTtl};
 use larder_redis::{REQUIRED_COMMANDS, RedisBackend};
+use larder_testkit::bare_builder;
 use larder_testkit::redis::{RedisCluster, RedisSentinel, RedisServer, free_port};
 
+/// A cache straight over the backend: these tests are about its own
+/// behaviour, errors and TTLs included.
 async fn cache(url: &str, prefix: &str) -> Cache {
     let backend = RedisBackend::open(url, 4).await.unwrap();
-    Cache::builder()
+    bare_builder()
         .backend(backend)
         .prefix(prefix)
         .build()

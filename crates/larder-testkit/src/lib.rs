@@ -172,11 +172,13 @@ impl Harness {
         self.builder().version(version).build().unwrap()
     }
 
-    /// A builder preset with the backend and this test's prefix.
+    /// A builder preset with the backend and this test's prefix, and no TTL
+    /// jitter (the cases check TTLs; jitter has its own tests).
     pub fn builder(&self) -> larder_core::CacheBuilder {
         Cache::builder()
             .backend_arc(self.backend.clone())
             .prefix(self.prefix.clone())
+            .ttl_jitter(0.0)
     }
 
     /// This test's key prefix.
@@ -190,6 +192,7 @@ impl Harness {
         Cache::builder()
             .backend_arc(backend)
             .prefix(self.prefix.clone())
+            .ttl_jitter(0.0)
             .build()
             .unwrap()
     }
@@ -233,6 +236,15 @@ where
         let harness = Harness::new(factory).await;
         case(harness).await;
     });
+}
+
+/// A cache builder for tests of a backend's own behaviour: no resilience
+/// layer, failures returned rather than turned into misses, and no TTL
+/// jitter (such tests read TTLs and errors).
+pub fn bare_builder() -> larder_core::CacheBuilder {
+    let mut resilience = larder_core::ResilienceConfig::disabled();
+    resilience.fallback = larder_core::Fallback::Closed;
+    Cache::builder().ttl_jitter(0.0).resilience(resilience)
 }
 
 /// Instantiate the conformance suite: one `#[test]` per case.

@@ -292,6 +292,20 @@ impl Process {
         done
     }
 
+    /// Send `signal` (`STOP`, `CONT`) to the server process only (the
+    /// watchdog execs into it, so the child is the server).
+    fn signal(&self, signal: &str) {
+        if self.reaped {
+            return;
+        }
+        let _ = Command::new("kill")
+            .args(["-s", signal, &self.child.id().to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+
     /// Kill the whole process group and wait for the server. Idempotent.
     fn kill(&mut self) {
         if self.reaped {
@@ -764,6 +778,44 @@ impl RedisServer {
     /// drop. Calling it again does nothing.
     pub fn stop(&mut self) {
         self.process.kill();
+    }
+
+    /// Start the server again after [`RedisServer::stop`], on the same port
+    /// and directory with the same configuration: it loads `dump.rdb` if a
+    /// `SAVE` wrote one (persistence is otherwise off), as a server
+    /// restarted with the data it had.
+    ///
+    /// # Panics
+    ///
+    /// When the server does not come back within 10 s (another process may
+    /// have taken the port), with the tail of its log.
+    pub fn restart(&mut self) {
+        self.process.kill();
+        let conf = self.dir.join("redis.conf");
+        let args = [conf.as_os_str()];
+        let mut process = Process::spawn(&self.dir, &require("redis-server"), &args);
+        let target = admin_target(self.port, self.tls.as_ref(), self.acl.as_ref());
+        if let Err(why) = target.wait_ready(&mut process) {
+            process.kill();
+            panic!(
+                "redis-server did not come back on port {} ({why:?}):\n{}",
+                self.port,
+                tail(&self.dir.join("redis.log"), 30)
+            );
+        }
+        self.process = process;
+    }
+
+    /// Freeze the server (`SIGSTOP`): connections stay open but nothing is
+    /// answered, as with a stalled host. [`RedisServer::resume`] undoes it;
+    /// drop kills a paused server as well.
+    pub fn pause(&self) {
+        self.process.signal("STOP");
+    }
+
+    /// Let a paused server run again (`SIGCONT`).
+    pub fn resume(&self) {
+        self.process.signal("CONT");
     }
 }
 

@@ -43,7 +43,9 @@ pub use larder_core::{
     SetMode, SetOptions, SetRequest, Stats, Ttl, TtlBucket, WriteOptions,
 };
 #[doc(inline)]
-pub use larder_core::{codec, config, frame, glob, key, migrate, request, sync, url};
+pub use larder_core::{CircuitState, Fallback, ResilienceConfig, Resilient};
+#[doc(inline)]
+pub use larder_core::{codec, config, frame, glob, key, migrate, request, resilient, sync, url};
 
 #[cfg(feature = "memory")]
 #[doc(inline)]
@@ -86,4 +88,6 @@ mod guide {
     struct Attributes;
     #[doc = include_str!("../../../docs/routing.md")]
     struct Routing;
+    #[doc = include_str!("../../../docs/resilience.md")]
+    struct Resilience;
 }

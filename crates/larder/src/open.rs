@@ -88,23 +88,55 @@ pub async fn open(url: &str) -> Result<Cache> {
 pub async fn connect(config: &CacheConfig) -> Result<Cache> {
     config.validate()?;
     let url = config.url.as_deref().unwrap_or(DEFAULT_URL);
-    let backend = if config.routes.is_empty() {
-        open_backend_with(url, config).await?
-    } else {
-        let mut router =
-            Router::builder().default_route("default", open_backend_with(url, config).await?);
-        for route in &config.routes {
-            let backend = open_backend_with(&route.url, config)
-                .await
-                .map_err(|e| route_error(&route.name, e))?;
-            router = router.route(route.name.clone(), route.prefix.clone(), backend);
-        }
-        Arc::new(router.build()?)
+    let builder = Cache::builder().config(config.clone());
+    if config.routes.is_empty() {
+        let backend = open_backend_with(url, config).await?;
+        let builder = match local_fallback(config)? {
+            Some(local) => builder.local_fallback(local),
+            None => builder,
+        };
+        return builder.backend_arc(backend).build();
+    }
+    // Each route gets its own resilience layer, so that one route's outage
+    // opens only its circuit.
+    let wrap = |backend| -> Result<Arc<dyn Backend>> {
+        Ok(larder_core::resilient::wrap(
+            backend,
+            &config.resilience,
+            local_fallback(config)?,
+        ))
     };
-    Cache::builder()
-        .config(config.clone())
-        .backend_arc(backend)
-        .build()
+    let mut router =
+        Router::builder().default_route("default", wrap(open_backend_with(url, config).await?)?);
+    for route in &config.routes {
+        let backend = open_backend_with(&route.url, config)
+            .await
+            .map_err(|e| route_error(&route.name, e))?;
+        router = router.route(route.name.clone(), route.prefix.clone(), wrap(backend)?);
+    }
+    builder.backend_arc(Arc::new(router.build()?)).build()
+}
+
+/// The in-process cache a shared backend falls back on while it is out, when
+/// `resilience.local_fallback_entries` asks for one.
+fn local_fallback(config: &CacheConfig) -> Result<Option<Arc<dyn Backend>>> {
+    let entries = config.resilience.local_fallback_entries;
+    if entries == 0 {
+        return Ok(None);
+    }
+    #[cfg(feature = "memory")]
+    {
+        let memory = larder_memory::MemoryConfig::default().max_entries(entries);
+        Ok(Some(Arc::new(memory.build())))
+    }
+    #[cfg(not(feature = "memory"))]
+    Err(Error::config(
+        "resilience.local_fallback_entries",
+        "the configuration",
+        "0, or a build with the cargo feature `memory` of larder (the local fallback is a \
+         memory cache)",
+        entries.to_string(),
+    ))
 }
 
 /// An error opening a route's backend, saying which route.

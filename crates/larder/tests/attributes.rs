@@ -307,7 +307,8 @@ async fn generic_functions_and_templates_with_fields_and_filters() {
     assert!(cache.exists("search:rust%3Acache:2").await.unwrap());
     assert!(matches!(
         cache.ttl("search:rust%3Acache:2").await.unwrap(),
-        larder::KeyTtl::Expires(d) if d <= Duration::from_secs(30)
+        // ttl = 30, give or take the default 10% jitter.
+        larder::KeyTtl::Expires(d) if d <= Duration::from_secs(33)
     ));
 }
 
@@ -466,4 +467,70 @@ async fn a_cache_failure_never_fails_the_call() {
     // An empty key is invalid: the body runs uncached, once.
     assert_eq!(anything(&cache, "").await, "");
     assert_eq!(cache.stats().errors, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn early_ttl_refreshes_once_and_serves_the_current_value_meanwhile() {
+    static LOADS: AtomicUsize = AtomicUsize::new(0);
+    #[cache_read(key = "quote:{id}", ttl = 60, early_ttl = "200ms", cache = cache)]
+    async fn quote(cache: &Cache, id: u64) -> String {
+        let n = LOADS.fetch_add(1, Ordering::SeqCst) + 1;
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        format!("{id}:v{n}")
+    }
+    let cache = larder::open("mem://").await.unwrap();
+    assert_eq!(quote(&cache, 1).await, "1:v1");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Past the fresh window: the caller that claims the refresh runs it
+    // (the body borrows its arguments, so it cannot move to a background
+    // task) and gets the new value; everyone else gets the current one.
+    let results: Vec<String> = {
+        let calls: Vec<_> = (0..20)
+            .map(|_| {
+                let cache = cache.clone();
+                tokio::spawn(async move { quote(&cache, 1).await })
+            })
+            .collect();
+        let mut out = Vec::new();
+        for call in calls {
+            out.push(call.await.unwrap());
+        }
+        out
+    };
+    assert_eq!(
+        results.iter().filter(|r| *r == "1:v2").count(),
+        1,
+        "{results:?}"
+    );
+    assert_eq!(
+        results.iter().filter(|r| *r == "1:v1").count(),
+        19,
+        "{results:?}"
+    );
+    assert_eq!(LOADS.load(Ordering::SeqCst), 2, "one refresh");
+    assert_eq!(quote(&cache, 1).await, "1:v2");
+}
+
+#[tokio::test]
+async fn stale_ttl_serves_the_old_value_when_the_body_fails() {
+    static FAIL: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    #[cache_read(key = "rate:{id}", ttl = "200ms", stale_ttl = 5, cache = cache)]
+    async fn rate(cache: &Cache, id: u64) -> Result<u64, String> {
+        if FAIL.load(Ordering::SeqCst) {
+            Err("the rates service is down".into())
+        } else {
+            Ok(id * 10)
+        }
+    }
+    let cache = larder::open("mem://").await.unwrap();
+    assert_eq!(rate(&cache, 3).await, Ok(30));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    FAIL.store(true, Ordering::SeqCst);
+    assert_eq!(rate(&cache, 3).await, Ok(30), "stale served");
+    assert_eq!(cache.stats().stale_served, 1);
+    assert_eq!(
+        rate(&cache, 4).await,
+        Err("the rates service is down".into()),
+        "nothing stale to serve"
+    );
 }

@@ -9,10 +9,12 @@ use std::time::Duration;
 use larder::migrate::{MigrateOptions, migrate};
 use larder::{Backend, Cache, KeyTtl};
 
+/// No TTL jitter: the tests compare TTLs before and after.
 fn cache(backend: Arc<dyn Backend>) -> Cache {
     Cache::builder()
         .backend_arc(backend)
         .prefix("svc")
+        .ttl_jitter(0.0)
         .build()
         .unwrap()
 }
@@ -39,7 +41,10 @@ async fn fill(source: &Cache) {
 /// Check that `target` holds what `fill` wrote (less the expired entry).
 async fn check(target: &Cache) {
     for i in [0u32, 150, 299] {
-        assert_eq!(target.get::<u32>(&format!("user:{i}")).await.unwrap(), Some(i));
+        assert_eq!(
+            target.get::<u32>(&format!("user:{i}")).await.unwrap(),
+            Some(i)
+        );
         match target.ttl(&format!("user:{i}")).await.unwrap() {
             KeyTtl::Expires(left) => {
                 let want = Duration::from_secs(600 + u64::from(i));
@@ -82,9 +87,14 @@ async fn migrate_and_check(from: Arc<dyn Backend>, to: Arc<dyn Backend>) {
     check(&cache(to.clone())).await;
 
     // Idempotent: running it again copies again, and loses nothing.
-    let again = migrate(&*from, &*to, &MigrateOptions::namespace("svc", "v1"), |_| {})
-        .await
-        .unwrap();
+    let again = migrate(
+        &*from,
+        &*to,
+        &MigrateOptions::namespace("svc", "v1"),
+        |_| {},
+    )
+    .await
+    .unwrap();
     assert_eq!(again.progress.copied, 302);
     assert_eq!(
         cache(to).get::<u32>("user:299").await.unwrap(),
@@ -106,10 +116,18 @@ async fn a_pattern_copies_part_of_a_namespace() {
     let to = larder::open_backend("mem://").await.unwrap();
     let source = cache(from.clone());
     fill(&source).await;
-    let summary = migrate(&*from, &*to, &MigrateOptions::pattern("svc:v1:user:1*"), |_| {})
-        .await
-        .unwrap();
-    assert_eq!(summary.progress.copied, 111, "user:1, user:10-19, user:100-199");
+    let summary = migrate(
+        &*from,
+        &*to,
+        &MigrateOptions::pattern("svc:v1:user:1*"),
+        |_| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        summary.progress.copied, 111,
+        "user:1, user:10-19, user:100-199"
+    );
     let target = cache(to);
     assert!(target.exists("user:150").await.unwrap());
     assert!(!target.exists("user:2").await.unwrap());
@@ -122,9 +140,14 @@ async fn memory_to_redis_and_back() {
     let redis = larder::open_backend(&server.url()).await.unwrap();
     migrate_and_check(larder::open_backend("mem://").await.unwrap(), redis.clone()).await;
     let back = larder::open_backend("mem://").await.unwrap();
-    let summary = migrate(&*redis, &*back, &MigrateOptions::namespace("svc", "v1"), |_| {})
-        .await
-        .unwrap();
+    let summary = migrate(
+        &*redis,
+        &*back,
+        &MigrateOptions::namespace("svc", "v1"),
+        |_| {},
+    )
+    .await
+    .unwrap();
     assert_eq!(summary.progress.failed, 0, "{summary}");
     assert!(cache(back).exists("config").await.unwrap());
 }

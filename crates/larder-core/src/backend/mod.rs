@@ -259,6 +259,16 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
         None
     }
 
+    /// Whether this backend already bounds what an outage costs and keeps
+    /// the invalidations it could not make, to replay them (the
+    /// [`Resilient`](crate::Resilient) layer, or a router whose shared routes
+    /// are each wrapped in it). A cache does not wrap such a backend again,
+    /// and lets a failed invalidation pass (fail-open) only over one. The
+    /// default is `false`.
+    fn journals_invalidations(&self) -> bool {
+        false
+    }
+
     /// A subscription to what changes in the backend, for near caches.
     /// `None` when the backend offers none (see
     /// [`Capabilities::invalidation_stream`]).

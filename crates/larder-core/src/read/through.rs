@@ -1,203 +1,23 @@
-//! Read-through: look up, else load once (single-flight, optionally under a
-//! distributed lock) and store what is worth storing, unless an
-//! invalidation happened while the load ran.
+//! The read-through proper: lookup, single-flight, the load and the
+//! guarded store.
 
+use std::collections::HashSet;
 use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use serde::{Serialize, de::DeserializeOwned};
+use serde::de::DeserializeOwned;
 
+use super::{FillOptions, Outcome};
 use crate::backend::{FillStore, FillToken, SetMode};
 use crate::codec;
 use crate::core::Core;
 use crate::error::Error;
 use crate::flight::{Flights, Produced};
 use crate::lock::{self, Lock};
-use crate::options::Ttl;
 use crate::recache;
 use crate::stats::Counters;
-
-/// What a cached function returns, and which part of it is stored.
-///
-/// Implemented for `Result<T, E>` (only `Ok` is stored), `Option<T>` (only
-/// `Some`, unless `cache_none`), and [`Plain<T>`] (always stored).
-pub trait Outcome: Sized {
-    /// The stored form.
-    type Value: Serialize + DeserializeOwned;
-    /// What a `condition` predicate sees.
-    type Subject;
-    /// The part to store, if any.
-    fn stored(&self, cache_none: bool) -> Option<&Self::Value>;
-    /// The value to hand to callers that shared the load, whether or not it
-    /// is stored; `None` for a failure.
-    fn value(&self) -> Option<&Self::Value>;
-    /// What the predicate judges, when there is a value.
-    fn subject(&self) -> Option<&Self::Subject>;
-    /// Rebuild the outcome from a stored value.
-    fn from_stored(value: Self::Value) -> Self;
-}
-
-impl<T: Serialize + DeserializeOwned, E> Outcome for std::result::Result<T, E> {
-    type Value = T;
-    type Subject = T;
-    fn stored(&self, _cache_none: bool) -> Option<&T> {
-        self.as_ref().ok()
-    }
-    fn value(&self) -> Option<&T> {
-        self.as_ref().ok()
-    }
-    fn subject(&self) -> Option<&T> {
-        self.as_ref().ok()
-    }
-    fn from_stored(value: T) -> Self {
-        Ok(value)
-    }
-}
-
-impl<T: Serialize + DeserializeOwned> Outcome for Option<T> {
-    type Value = Option<T>;
-    type Subject = T;
-    fn stored(&self, cache_none: bool) -> Option<&Option<T>> {
-        (self.is_some() || cache_none).then_some(self)
-    }
-    fn value(&self) -> Option<&Option<T>> {
-        Some(self)
-    }
-    fn subject(&self) -> Option<&T> {
-        self.as_ref()
-    }
-    fn from_stored(value: Option<T>) -> Self {
-        value
-    }
-}
-
-/// A return value that is always stored (neither `Result` nor `Option`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Plain<T>(pub T);
-
-impl<T: Serialize + DeserializeOwned> Outcome for Plain<T> {
-    type Value = T;
-    type Subject = T;
-    fn stored(&self, _cache_none: bool) -> Option<&T> {
-        Some(&self.0)
-    }
-    fn value(&self) -> Option<&T> {
-        Some(&self.0)
-    }
-    fn subject(&self) -> Option<&T> {
-        Some(&self.0)
-    }
-    fn from_stored(value: T) -> Self {
-        Plain(value)
-    }
-}
-
-/// Fill-time settings of a read-through.
-///
-/// ```
-/// use std::time::Duration;
-/// use larder_core::FillOptions;
-/// let fill = FillOptions::new()
-///     .ttl(Duration::from_secs(300))
-///     .stale_ttl(Duration::from_secs(60))
-///     .lock(true);
-/// assert!(fill.lock);
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct FillOptions {
-    /// How long a loaded value is fresh (and, without a stale window, how
-    /// long it is kept).
-    pub ttl: Ttl,
-    /// Store `None` results too.
-    pub cache_none: bool,
-    /// Take a distributed lock around the load, so that one process loads.
-    pub lock: bool,
-    /// How long the lock is held at most, and how long others wait for the
-    /// holder's value before loading themselves.
-    pub lock_timeout: Duration,
-    /// Renew the TTL on every hit (sliding expiry).
-    pub refresh_on_hit: bool,
-    /// Early refresh window: the value's fresh window ends this long after
-    /// it is stored (at most the TTL). Recorded in the value's header
-    /// (`fresh_until`).
-    pub early_ttl: Option<Duration>,
-    /// Stale window: the value is kept this long past its TTL, so that it can
-    /// be served stale. The physical TTL is `ttl + stale_ttl`; the header's
-    /// `fresh_until` marks where freshness ends.
-    pub stale_ttl: Option<Duration>,
-}
-
-impl Default for FillOptions {
-    fn default() -> Self {
-        FillOptions {
-            ttl: Ttl::Default,
-            cache_none: false,
-            lock: false,
-            lock_timeout: Duration::from_secs(5),
-            refresh_on_hit: false,
-            early_ttl: None,
-            stale_ttl: None,
-        }
-    }
-}
-
-impl FillOptions {
-    /// The defaults: the cache's default TTL, no lock, no windows.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// See [`FillOptions::ttl`](#structfield.ttl).
-    #[must_use]
-    pub fn ttl(mut self, ttl: impl Into<Ttl>) -> Self {
-        self.ttl = ttl.into();
-        self
-    }
-
-    /// See [`FillOptions::cache_none`](#structfield.cache_none).
-    #[must_use]
-    pub fn cache_none(mut self, cache_none: bool) -> Self {
-        self.cache_none = cache_none;
-        self
-    }
-
-    /// See [`FillOptions::lock`](#structfield.lock).
-    #[must_use]
-    pub fn lock(mut self, lock: bool) -> Self {
-        self.lock = lock;
-        self
-    }
-
-    /// See [`FillOptions::lock_timeout`](#structfield.lock_timeout).
-    #[must_use]
-    pub fn lock_timeout(mut self, timeout: Duration) -> Self {
-        self.lock_timeout = timeout;
-        self
-    }
-
-    /// See [`FillOptions::refresh_on_hit`](#structfield.refresh_on_hit).
-    #[must_use]
-    pub fn refresh_on_hit(mut self, refresh: bool) -> Self {
-        self.refresh_on_hit = refresh;
-        self
-    }
-
-    /// See [`FillOptions::early_ttl`](#structfield.early_ttl).
-    #[must_use]
-    pub fn early_ttl(mut self, window: impl Into<Option<Duration>>) -> Self {
-        self.early_ttl = window.into();
-        self
-    }
-
-    /// See [`FillOptions::stale_ttl`](#structfield.stale_ttl).
-    #[must_use]
-    pub fn stale_ttl(mut self, window: impl Into<Option<Duration>>) -> Self {
-        self.stale_ttl = window.into();
-        self
-    }
-}
 
 /// One read-through call, as the caller describes it.
 pub(crate) struct FillPlan<'a, T, C, S> {
@@ -214,10 +34,24 @@ pub(crate) struct FillPlan<'a, T, C, S> {
     pub(crate) share: S,
 }
 
-/// The read-through machinery of a cache: its flights.
+/// The read-through machinery of a cache: its flights, and the keys being
+/// refreshed.
 #[derive(Default)]
 pub(crate) struct ReadThrough {
     flights: Flights,
+    pub(super) refreshing: Arc<Mutex<HashSet<String>>>,
+}
+
+/// What a lookup found.
+pub(crate) enum Looked<V> {
+    /// A value; `due` when its fresh window has passed (or probabilistic
+    /// early expiration fired) and a refresh should run.
+    Hit { value: V, due: bool },
+    /// Nothing.
+    Miss,
+    /// The backend failed: it was logged and counted, and nothing more is
+    /// asked of it during this call (an outage costs one timeout).
+    Failed,
 }
 
 /// How often a process that lost the fill lock looks for the holder's value
@@ -226,11 +60,11 @@ const LOCK_POLL_MIN: Duration = Duration::from_millis(5);
 const LOCK_POLL_MAX: Duration = Duration::from_millis(100);
 
 /// The TTLs of one store.
-struct Lifetimes {
-    /// Physical TTL (`None`: no expiry).
+pub(super) struct Lifetimes {
+    /// Physical TTL (`None`: no expiry), before jitter.
     ttl: Option<Duration>,
-    /// End of the fresh window, when the read has one.
-    fresh_until: Option<SystemTime>,
+    /// How long the value is fresh, when the read has a fresh window.
+    fresh_for: Option<Duration>,
 }
 
 impl ReadThrough {
@@ -252,29 +86,58 @@ impl ReadThrough {
         C: FnOnce(&O::Subject) -> bool,
         S: Fn(&O) -> Option<O>,
     {
+        self.fill_after(core, plan, None, loader).await
+    }
+
+    /// [`ReadThrough::fill`] after a lookup the caller already made
+    /// (`first`), so that it is not made twice.
+    pub(crate) async fn fill_after<O, L, Fut, T, C, S>(
+        &self,
+        core: &Core,
+        plan: FillPlan<'_, T, C, S>,
+        first: Option<Looked<O::Value>>,
+        loader: L,
+    ) -> O
+    where
+        O: Outcome + Send + 'static,
+        L: FnOnce() -> Fut,
+        Fut: Future<Output = O>,
+        T: FnOnce() -> Vec<String>,
+        C: FnOnce(&O::Subject) -> bool,
+        S: Fn(&O) -> Option<O>,
+    {
         let force = recache::take();
-        // A hit needs the TTL only to renew it.
-        let touch = match plan.options.refresh_on_hit {
-            true => match self.lifetimes(core, plan.options) {
-                Ok(l) => l.ttl,
-                Err(e) => {
-                    core.record_error("read_through", &e);
-                    return loader().await;
-                }
-            },
-            false => None,
+        let touch = match self.touch_ttl(core, plan.options) {
+            Ok(t) => t,
+            Err(e) => {
+                core.record_error("read_through", &e);
+                return loader().await;
+            }
         };
+        let mut first = first;
         // When this caller started, for the values of flights it joins. Taken
         // after the first miss rather than on entry: a later instant only
         // makes the check stricter, and a hit never pays for it.
         let mut started = None;
         loop {
-            if !force
-                && let Some(value) = self
-                    .lookup::<O::Value>(core, plan.key, plan.stored, touch)
-                    .await
-            {
-                return O::from_stored(value);
+            if !force {
+                let looked = match first.take() {
+                    Some(looked) => looked,
+                    None => {
+                        self.lookup::<O::Value>(core, plan.key, plan.stored, touch, plan.options)
+                            .await
+                    }
+                };
+                match looked {
+                    Looked::Hit { value, due: false } => return O::from_stored(value),
+                    Looked::Hit { value, due: true } => {
+                        return self.refresh_inline(core, plan, value, loader).await;
+                    }
+                    // The backend is failing: load, and ask nothing more of
+                    // it, so that an outage costs one timeout.
+                    Looked::Failed => return loader().await,
+                    Looked::Miss => {}
+                }
             }
             let started = *started.get_or_insert_with(Instant::now);
             let lifetimes = match self.lifetimes(core, plan.options) {
@@ -322,13 +185,24 @@ impl ReadThrough {
         }
     }
 
-    fn lifetimes(&self, core: &Core, options: &FillOptions) -> crate::Result<Lifetimes> {
+    /// The TTL a hit renews (sliding expiry), if the read asks for it.
+    pub(crate) fn touch_ttl(
+        &self,
+        core: &Core,
+        options: &FillOptions,
+    ) -> crate::Result<Option<Duration>> {
+        if options.refresh_on_hit {
+            Ok(self.lifetimes(core, options)?.ttl)
+        } else {
+            Ok(None)
+        }
+    }
+
+    pub(super) fn lifetimes(&self, core: &Core, options: &FillOptions) -> crate::Result<Lifetimes> {
         let fresh = core.resolve_ttl(options.ttl)?;
-        let windows = options.early_ttl.is_some() || options.stale_ttl.is_some();
-        let fresh_until = match fresh {
-            Some(ttl) if windows => {
-                let fresh_for = options.early_ttl.map_or(ttl, |early| early.min(ttl));
-                Some(SystemTime::now() + fresh_for)
+        let fresh_for = match fresh {
+            Some(ttl) if options.refreshes() => {
+                Some(options.early_ttl.map_or(ttl, |early| early.min(ttl)))
             }
             _ => None,
         };
@@ -336,49 +210,52 @@ impl ReadThrough {
             (Some(ttl), Some(stale)) => Some(Error::check_ttl(ttl.saturating_add(stale))?),
             (ttl, _) => ttl,
         };
-        Ok(Lifetimes { ttl, fresh_until })
+        Ok(Lifetimes { ttl, fresh_for })
     }
 
-    /// The hit path: the stored value, or `None` on a miss or a backend
-    /// failure (logged and counted: fail open).
-    /// `touch`: the TTL to renew on a hit (sliding expiry), if any.
-    async fn lookup<V: DeserializeOwned>(
+    /// The hit path. `touch`: the TTL to renew on a hit (sliding expiry).
+    pub(crate) async fn lookup<V: DeserializeOwned>(
         &self,
         core: &Core,
         key: &str,
         stored: &str,
         touch: Option<Duration>,
-    ) -> Option<V> {
+        options: &FillOptions,
+    ) -> Looked<V> {
         let found = match touch {
             Some(ttl) if core.caps.touch => core.backend.get_and_touch(stored, ttl).await,
             _ => core.backend.get(stored).await,
         };
         match found {
             Ok(Some(bytes)) => {
-                let value = core.decode_hit(key, &bytes)?;
+                let Some((value, header)) = core.decode_hit_with_header(key, &bytes) else {
+                    return Looked::Miss;
+                };
                 if let Some(ttl) = touch.filter(|_| !core.caps.touch)
                     && let Err(e) = core.backend.expire(stored, ttl).await
                 {
                     core.record_error("expire", &e);
                 }
-                Some(value)
+                let due = options.refreshes() && due(header.as_ref(), options);
+                Looked::Hit { value, due }
             }
             Ok(None) => {
                 Counters::add(&core.counters.misses, 1);
-                None
+                Looked::Miss
             }
             Err(e) => {
                 Counters::add(&core.counters.misses, 1);
                 core.record_error("get", &e);
-                None
+                Looked::Failed
             }
         }
     }
 
     /// Run the load for this caller (and, with a slot, for those waiting on
     /// it), store what is worth storing, and leave in the slot what the
-    /// waiters may use.
-    async fn lead<O, L, Fut, T, C, S>(
+    /// waiters may use. `force`: overwrite whatever is there (a recache or a
+    /// refresh).
+    pub(super) async fn lead<O, L, Fut, T, C, S>(
         &self,
         core: &Core,
         plan: FillPlan<'_, T, C, S>,
@@ -425,12 +302,17 @@ impl ReadThrough {
                 Some(token)
             }
             Ok((_, token)) => Some(token),
+            // The backend is failing: load, and ask nothing more of it (no
+            // lock, no store), so that an outage costs one timeout.
             Err(e) => {
                 core.record_error("get", &e);
                 None
             }
         };
-        let lock = match options.lock {
+        // A forced load (recache, refresh) overwrites what is there: the fill
+        // lock would only find that value and skip the load. A refresh is
+        // coordinated by its own claim.
+        let lock = match options.lock && !force && token.is_some() {
             true => match self
                 .fill_lock(core, key, stored, options.lock_timeout)
                 .await
@@ -448,6 +330,7 @@ impl ReadThrough {
             false => None,
         };
         let outcome = loader().await;
+        let load_time = load_started.elapsed();
         let target = Target {
             key: stored,
             options,
@@ -457,7 +340,15 @@ impl ReadThrough {
         // it can take the stored value.
         let stored_from = Instant::now();
         let stored = self
-            .store(core, &target, tags, condition, lifetimes, &outcome, token)
+            .store(
+                core,
+                &target,
+                tags,
+                condition,
+                (lifetimes, load_time),
+                &outcome,
+                token,
+            )
             .await;
         if let Some(lock) = lock
             && let Err(e) = lock.release().await
@@ -489,7 +380,7 @@ impl ReadThrough {
         target: &Target<'_>,
         tags: T,
         condition: C,
-        lifetimes: &Lifetimes,
+        (lifetimes, load_time): (&Lifetimes, Duration),
         outcome: &O,
         token: Option<FillToken>,
     ) -> Stored
@@ -501,7 +392,8 @@ impl ReadThrough {
         let Some(value) = outcome.value() else {
             return Stored::Kept(None);
         };
-        let encoded = match codec::encode(core.config.codec, value, lifetimes.fresh_until) {
+        let fresh_until = lifetimes.fresh_for.map(|d| SystemTime::now() + d);
+        let encoded = match codec::encode_timed(core.config.codec, value, fresh_until, load_time) {
             Ok(bytes) => bytes,
             Err(e) => {
                 core.record_error("encode", &e);
@@ -515,7 +407,7 @@ impl ReadThrough {
         };
         let options = core.tags(&tags()).map(|tags| {
             crate::backend::WriteOptions::new()
-                .ttl(lifetimes.ttl)
+                .ttl(core.jitter(lifetimes.ttl))
                 .tags(tags)
                 .mode(target.mode)
         });
@@ -630,4 +522,27 @@ async fn fetch(core: &Core, stored: &str) -> Option<Bytes> {
 
 fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Option<T> {
     codec::decode::<T>(bytes).ok().map(|(v, _)| v)
+}
+
+/// Whether a value with this header should be refreshed now: its fresh
+/// window has passed, or probabilistic early expiration (XFetch) fires: with
+/// `delta` the time the value took to load, refresh when
+/// `now + delta * beta * -ln(rand) >= fresh_until`.
+fn due(header: Option<&codec::Header>, options: &FillOptions) -> bool {
+    let Some(fresh_until) = header.and_then(|h| h.fresh_until) else {
+        return false;
+    };
+    let now = SystemTime::now();
+    if now >= fresh_until {
+        return true;
+    }
+    match (options.xfetch, header.and_then(|h| h.load_time)) {
+        (Some(beta), Some(delta)) if beta > 0.0 => {
+            // A uniform draw in (0, 1].
+            let rand = ((crate::core::random_u64() >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
+            let ahead = delta.as_secs_f64() * beta * -rand.ln();
+            Duration::try_from_secs_f64(ahead).is_ok_and(|ahead| now + ahead >= fresh_until)
+        }
+        _ => false,
+    }
 }

@@ -1,0 +1,212 @@
+//! The circuit breaker: closed, open, half-open with one probe at a time.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::config::CircuitState;
+use crate::sync::lock;
+
+/// Operations the failure rate looks back over.
+const RATE_WINDOW: usize = 20;
+
+#[derive(Debug)]
+enum State {
+    Closed {
+        consecutive: u32,
+        recent: VecDeque<bool>,
+    },
+    Open {
+        until: Instant,
+    },
+    HalfOpen {
+        probing: bool,
+    },
+}
+
+/// Whether an operation may go to the backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Admission {
+    /// Yes, the circuit is closed.
+    Allowed,
+    /// Yes, as the one probe of a half-open circuit.
+    Probe,
+    /// No: the circuit is open (or another probe is out).
+    Rejected,
+}
+
+#[derive(Debug)]
+pub(crate) struct Breaker {
+    state: Mutex<State>,
+    threshold: u32,
+    failure_rate: f64,
+    open_for: Duration,
+}
+
+impl Breaker {
+    pub(crate) fn new(threshold: u32, failure_rate: f64, open_for: Duration) -> Self {
+        Breaker {
+            state: Mutex::new(State::Closed {
+                consecutive: 0,
+                recent: VecDeque::new(),
+            }),
+            threshold: threshold.max(1),
+            failure_rate,
+            open_for,
+        }
+    }
+
+    pub(crate) fn state(&self) -> CircuitState {
+        match &*lock(&self.state) {
+            State::Closed { .. } => CircuitState::Closed,
+            State::Open { until } if Instant::now() < *until => CircuitState::Open,
+            State::Open { .. } | State::HalfOpen { .. } => CircuitState::HalfOpen,
+        }
+    }
+
+    pub(crate) fn admit(&self) -> Admission {
+        let mut state = lock(&self.state);
+        match &mut *state {
+            State::Closed { .. } => Admission::Allowed,
+            State::Open { until } if Instant::now() < *until => Admission::Rejected,
+            State::Open { .. } => {
+                *state = State::HalfOpen { probing: true };
+                Admission::Probe
+            }
+            State::HalfOpen { probing: true } => Admission::Rejected,
+            State::HalfOpen { probing } => {
+                *probing = true;
+                Admission::Probe
+            }
+        }
+    }
+
+    /// The outcome of an admitted operation: `Some(ok)`, or `None` when it
+    /// ended without telling (dropped before it finished).
+    pub(crate) fn record(&self, admission: Admission, outcome: Option<bool>) {
+        let mut state = lock(&self.state);
+        match (admission, outcome) {
+            (Admission::Rejected, _) => {}
+            (Admission::Probe, Some(true)) => {
+                *state = State::Closed {
+                    consecutive: 0,
+                    recent: VecDeque::new(),
+                };
+            }
+            (Admission::Probe, Some(false)) => {
+                *state = State::Open {
+                    until: Instant::now() + self.open_for,
+                };
+            }
+            (Admission::Probe, None) => {
+                if let State::HalfOpen { probing } = &mut *state {
+                    *probing = false;
+                }
+            }
+            (Admission::Allowed, None) => {}
+            (Admission::Allowed, Some(ok)) => {
+                let State::Closed {
+                    consecutive,
+                    recent,
+                } = &mut *state
+                else {
+                    return;
+                };
+                *consecutive = if ok { 0 } else { *consecutive + 1 };
+                recent.push_back(ok);
+                if recent.len() > RATE_WINDOW {
+                    recent.pop_front();
+                }
+                let failures = recent.iter().filter(|ok| !**ok).count();
+                let by_rate = self.failure_rate > 0.0
+                    && recent.len() >= RATE_WINDOW
+                    && failures as f64 >= self.failure_rate * recent.len() as f64;
+                if *consecutive >= self.threshold || by_rate {
+                    *state = State::Open {
+                        until: Instant::now() + self.open_for,
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// Reports an admitted operation's outcome when dropped, so that a probe
+/// dropped halfway lets another caller probe.
+pub(crate) struct Ticket<'a> {
+    breaker: &'a Breaker,
+    admission: Admission,
+    outcome: Option<bool>,
+}
+
+impl<'a> Ticket<'a> {
+    pub(crate) fn new(breaker: &'a Breaker, admission: Admission) -> Self {
+        Ticket {
+            breaker,
+            admission,
+            outcome: None,
+        }
+    }
+
+    pub(crate) fn done(&mut self, ok: bool) {
+        self.outcome = Some(ok);
+    }
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        self.breaker.record(self.admission, self.outcome);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opens_after_the_threshold_and_probes_once() {
+        let b = Breaker::new(3, 0.0, Duration::from_millis(50));
+        for _ in 0..2 {
+            assert_eq!(b.admit(), Admission::Allowed);
+            b.record(Admission::Allowed, Some(false));
+        }
+        assert_eq!(b.state(), CircuitState::Closed);
+        b.record(Admission::Allowed, Some(false));
+        assert_eq!(b.state(), CircuitState::Open);
+        assert_eq!(b.admit(), Admission::Rejected);
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(b.admit(), Admission::Probe);
+        assert_eq!(b.admit(), Admission::Rejected, "one probe at a time");
+        b.record(Admission::Probe, Some(true));
+        assert_eq!(b.state(), CircuitState::Closed);
+        assert_eq!(b.admit(), Admission::Allowed);
+    }
+
+    #[test]
+    fn a_failed_probe_reopens_and_a_dropped_one_frees_the_slot() {
+        let b = Breaker::new(1, 0.0, Duration::from_millis(20));
+        b.record(Admission::Allowed, Some(false));
+        std::thread::sleep(Duration::from_millis(30));
+        assert_eq!(b.admit(), Admission::Probe);
+        b.record(Admission::Probe, Some(false));
+        assert_eq!(b.state(), CircuitState::Open);
+        std::thread::sleep(Duration::from_millis(30));
+        {
+            let _ticket = Ticket::new(&b, b.admit());
+        }
+        assert_eq!(
+            b.admit(),
+            Admission::Probe,
+            "the dropped probe freed its slot"
+        );
+    }
+
+    #[test]
+    fn a_failure_rate_opens_it_too() {
+        let b = Breaker::new(100, 0.5, Duration::from_secs(5));
+        for i in 0..RATE_WINDOW {
+            b.record(Admission::Allowed, Some(i % 2 == 0));
+        }
+        assert_eq!(b.state(), CircuitState::Open);
+    }
+}
