@@ -501,3 +501,43 @@ pub(crate) fn invalidate_tags(cluster: &Cluster, tags: &[String]) -> Result<Coun
     }
     .run(cluster, "invalidate_tags")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiry_times() {
+        let secs = Duration::from_secs;
+        assert_eq!(exptime(None).unwrap(), 0);
+        assert_eq!(exptime(Some(secs(1))).unwrap(), 1);
+        assert_eq!(exptime(Some(Duration::from_millis(1500))).unwrap(), 2);
+        assert_eq!(exptime(Some(Duration::from_millis(1))).unwrap(), 1);
+        // Up to 30 days: relative. Beyond: a unix time, about now + TTL.
+        assert_eq!(exptime(Some(secs(2_592_000))).unwrap(), 2_592_000);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let forty_days = u64::from(exptime(Some(secs(40 * 86_400))).unwrap());
+        assert!(forty_days.abs_diff(now + 40 * 86_400) <= 2, "{forty_days}");
+        let year = u64::from(exptime(Some(larder_core::MAX_TTL)).unwrap());
+        assert!(year > now + 364 * 86_400);
+        for bad in [
+            Duration::ZERO,
+            Duration::MAX,
+            larder_core::MAX_TTL + secs(1),
+        ] {
+            assert!(matches!(exptime(Some(bad)), Err(Error::InvalidTtl { .. })));
+        }
+    }
+
+    #[test]
+    fn size_checks_count_key_header_and_tags() {
+        let tags = vec!["svc:v1:t".to_owned()];
+        let payload = Bytes::from(vec![0u8; 1000]);
+        assert!(check_size("svc:v1:k", &payload, &tags, 2000).is_ok());
+        let err = check_size("svc:v1:k", &payload, &tags, 1100).unwrap_err();
+        assert!(matches!(err, Error::PayloadTooLarge { .. }), "{err:?}");
+    }
+}
