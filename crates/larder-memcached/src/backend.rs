@@ -242,7 +242,8 @@ impl BlockingBackend for Memcached {
 
 /// The Memcached backend: several servers on a consistent-hash ring, tags
 /// by versions, the synchronous memcache client (binary protocol) run on
-/// tokio's blocking pool. Cheap to clone; clones share the connections.
+/// tokio's blocking pool. Cheap to clone; clones share the connections,
+/// which [`Backend::close`] releases once the last clone closes.
 ///
 /// ```no_run
 /// # async fn demo() -> larder_core::Result<()> {
@@ -448,7 +449,15 @@ impl Backend for MemcachedBackend {
         self.inner.health()
     }
 
+    /// Release the connections, once no other clone of this backend is
+    /// left (clones share them, and a `Cache` closes its backend when it is
+    /// dropped): until then, nothing. Memcached has nothing to flush.
     fn close(&self) -> BoxFuture<'_, Result<()>> {
-        self.inner.close()
+        Box::pin(async move {
+            if Arc::strong_count(&self.inner) > 1 {
+                return Ok(());
+            }
+            self.inner.close().await
+        })
     }
 }

@@ -490,6 +490,12 @@ async fn urls_name_the_backend_and_refuse_unknown_options() {
         err.to_string().contains("cannot reach 127.0.0.1:1"),
         "{err}"
     );
+    // A clone's close (a dropped Cache closes its backend) leaves the
+    // connections to the other clones; the last one releases them.
+    let clone = b.clone();
+    clone.close().await.unwrap();
+    assert!(b.get("x:y:z").await.is_ok(), "another clone is still open");
+    drop(clone);
     b.close().await.unwrap();
     assert!(b.get("x:y:z").await.is_err(), "closed");
 }
