@@ -156,8 +156,9 @@ impl MemcachedServer {
         }
     }
 
-    /// Send one ASCII command and read the reply up to `END` (or an error
-    /// line).
+    /// Send one ASCII command (with its data block, if any, after `\r\n`)
+    /// and read the reply: up to `END` for `stats` and retrievals, one line
+    /// otherwise.
     ///
     /// # Panics
     ///
@@ -173,11 +174,13 @@ impl MemcachedServer {
             .unwrap();
         let mut reply = Vec::new();
         let mut buf = [0u8; 8192];
+        // `stats` and retrievals end with `END`; everything else is one line.
+        let listing = ["stats", "get", "gets", "gat", "gats"]
+            .contains(&command.split_whitespace().next().unwrap_or(""));
         let done = |r: &[u8]| {
             r.ends_with(b"END\r\n")
-                || r.ends_with(b"OK\r\n")
                 || r.ends_with(b"ERROR\r\n")
-                || (r.starts_with(b"VERSION") && r.ends_with(b"\r\n"))
+                || (!listing && r.ends_with(b"\r\n"))
         };
         while !done(&reply) {
             let n = stream
