@@ -194,10 +194,7 @@ impl Server {
         let mut slots = lock(&self.slots);
         loop {
             if slots.closed {
-                return Err(Error::Unavailable {
-                    backend: BACKEND,
-                    message: format!("{operation}: the backend was closed"),
-                });
+                return Err(error::closed(operation));
             }
             if let Some(client) = slots.idle.pop() {
                 drop(slots);
@@ -217,12 +214,11 @@ impl Server {
             }
             let now = Instant::now();
             if now >= deadline {
-                return Err(Error::Timeout {
-                    backend: BACKEND,
+                return Err(error::no_free_connection(
                     operation,
-                    elapsed: now - started,
-                    limit: self.timeout,
-                });
+                    now - started,
+                    self.timeout,
+                ));
             }
             slots = self
                 .freed
@@ -309,15 +305,11 @@ impl Server {
             if let Some(at) = health.retry_at {
                 let now = Instant::now();
                 if now < at {
-                    return Err(Error::Unavailable {
-                        backend: BACKEND,
-                        message: format!(
-                            "{} is unreachable ({}); next attempt in {} ms",
-                            self.address,
-                            health.last_error,
-                            (at - now).as_millis()
-                        ),
-                    });
+                    return Err(error::left_alone(
+                        &self.address,
+                        &health.last_error,
+                        at - now,
+                    ));
                 }
             }
         }
@@ -346,13 +338,7 @@ impl Server {
                     retry_in_ms = delay.as_millis() as u64,
                     "larder: cannot reach memcached server"
                 );
-                Err(Error::Unavailable {
-                    backend: BACKEND,
-                    message: format!(
-                        "cannot reach {}: {reason}; is the server running and the URL right?",
-                        self.address
-                    ),
-                })
+                Err(error::cannot_reach(&self.address, &reason))
             }
         }
     }

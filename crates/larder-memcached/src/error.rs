@@ -124,6 +124,50 @@ pub(crate) fn map(
     }
 }
 
+/// A server that could not be reached: `cannot reach h:p: connection
+/// refused; …`.
+pub(crate) fn cannot_reach(server: &str, reason: &str) -> Error {
+    Error::Unavailable {
+        backend: BACKEND,
+        message: format!(
+            "cannot reach {server}: {reason}; is the server running and the URL right?"
+        ),
+    }
+}
+
+/// A call for a server that is being left alone after a failure.
+pub(crate) fn left_alone(server: &str, reason: &str, next_attempt: Duration) -> Error {
+    Error::Unavailable {
+        backend: BACKEND,
+        message: format!(
+            "{server} is unreachable ({reason}); next attempt in {} ms",
+            next_attempt.as_millis()
+        ),
+    }
+}
+
+/// Every connection to a server stayed busy for the whole command timeout.
+pub(crate) fn no_free_connection(
+    operation: &'static str,
+    elapsed: Duration,
+    limit: Duration,
+) -> Error {
+    Error::Timeout {
+        backend: BACKEND,
+        operation,
+        elapsed,
+        limit,
+    }
+}
+
+/// A call after `close`.
+pub(crate) fn closed(operation: &'static str) -> Error {
+    Error::Unavailable {
+        backend: BACKEND,
+        message: format!("{operation}: the backend was closed"),
+    }
+}
+
 /// `text` with a lowercase first letter and no final `.`.
 fn lower(text: &str) -> String {
     let text = text.trim().trim_end_matches('.');

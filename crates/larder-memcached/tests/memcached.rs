@@ -152,6 +152,14 @@ async fn a_stopped_server_misses_through_get_or_load_and_rejoins() {
         took < Duration::from_secs(10),
         "a dead server must not cost a connect timeout per call: {took:?}"
     );
+    // A batch across servers keeps the live servers' hits.
+    let got = c.get_many::<usize, _>(&keys).await.unwrap();
+    for (i, (k, v)) in keys.iter().zip(&got).enumerate() {
+        assert_eq!(v.is_none(), on_victim(k), "{k}");
+        if let Some(v) = v {
+            assert_eq!(*v, i);
+        }
+    }
     let report = c.health().await;
     assert!(!report.healthy, "{report:?}");
     assert!(
