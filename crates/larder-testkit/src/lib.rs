@@ -25,6 +25,9 @@ use std::time::Duration;
 use larder_core::{Backend, BoxFuture, Cache, Capabilities, Count, Error, Expiry};
 
 pub mod cases;
+/// Real Memcached servers for tests, one or several at once, that can be
+/// stopped and restarted on the same port.
+pub mod memcached;
 pub mod proxy;
 /// Real Redis servers for tests: plain, with TLS, with ACL users, a
 /// Sentinel set and a Cluster.

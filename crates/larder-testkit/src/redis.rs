@@ -198,7 +198,7 @@ fn config_path(path: &Path) -> String {
 }
 
 /// The last `lines` lines of a file, or a note that it cannot be read.
-fn tail(path: &Path, lines: usize) -> String {
+pub(crate) fn tail(path: &Path, lines: usize) -> String {
     match fs::read(path) {
         Ok(bytes) => {
             let text = String::from_utf8_lossy(&bytes);
@@ -212,10 +212,10 @@ fn tail(path: &Path, lines: usize) -> String {
 /// A directory under the system temp dir, removed with everything in it on
 /// drop.
 #[derive(Debug)]
-struct TempDir(PathBuf);
+pub(crate) struct TempDir(PathBuf);
 
 impl TempDir {
-    fn new(kind: &str) -> TempDir {
+    pub(crate) fn new(kind: &str) -> TempDir {
         loop {
             let path = std::env::temp_dir().join(format!(
                 "larder-{kind}-{}-{}",
@@ -230,11 +230,11 @@ impl TempDir {
         }
     }
 
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.0
     }
 
-    fn join(&self, name: &str) -> PathBuf {
+    pub(crate) fn join(&self, name: &str) -> PathBuf {
         self.0.join(name)
     }
 }
@@ -248,7 +248,7 @@ impl Drop for TempDir {
 /// A server process: the leader of its own process group (the server, with
 /// its watchdog and any forked children in the same group).
 #[derive(Debug)]
-struct Process {
+pub(crate) struct Process {
     child: Child,
     /// Set once the child has been waited for: its pid (and so its process
     /// group id) may then belong to someone else.
@@ -258,7 +258,7 @@ struct Process {
 impl Process {
     /// Spawn `program args…` under the watchdog, in a new process group,
     /// with stdout and stderr going to files in `dir`.
-    fn spawn(dir: &TempDir, program: &Path, args: &[&OsStr]) -> Process {
+    pub(crate) fn spawn(dir: &TempDir, program: &Path, args: &[&OsStr]) -> Process {
         let stdout = fs::File::create(dir.join("stdout.log")).unwrap();
         let stderr = fs::File::create(dir.join("stderr.log")).unwrap();
         let child = Command::new("sh")
@@ -283,7 +283,7 @@ impl Process {
     }
 
     /// Whether the server has exited (it is then reaped).
-    fn exited(&mut self) -> bool {
+    pub(crate) fn exited(&mut self) -> bool {
         if self.reaped {
             return true;
         }
@@ -307,7 +307,7 @@ impl Process {
     }
 
     /// Kill the whole process group and wait for the server. Idempotent.
-    fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if self.reaped {
             return;
         }
