@@ -284,24 +284,25 @@ impl Thread {
         let mut next_sweep = Instant::now() + self.sweep_interval;
         let mut closing = None;
         'outer: loop {
+            // Sweep when due, even under a steady stream of writes.
+            if Instant::now() >= next_sweep {
+                let removed = self.sweep_once().unwrap_or_else(|e| {
+                    tracing::warn!(database = %self.place.name, error = %e, "sqlite expiry sweep failed");
+                    0
+                });
+                // A full batch means more is waiting: go on right after the
+                // queued jobs.
+                next_sweep = Instant::now()
+                    + if removed >= SWEEP_BATCH {
+                        Duration::ZERO
+                    } else {
+                        self.sweep_interval
+                    };
+            }
             let wait = next_sweep.saturating_duration_since(Instant::now());
             let first = match receiver.recv_timeout(wait) {
                 Ok(msg) => msg,
-                Err(RecvTimeoutError::Timeout) => {
-                    let full = self.sweep_once().unwrap_or_else(|e| {
-                        tracing::warn!(database = %self.place.name, error = %e, "sqlite expiry sweep failed");
-                        0
-                    });
-                    // A full batch means more is waiting: go on soon, after
-                    // any queued jobs.
-                    next_sweep = Instant::now()
-                        + if full >= SWEEP_BATCH {
-                            Duration::ZERO
-                        } else {
-                            self.sweep_interval
-                        };
-                    continue;
-                }
+                Err(RecvTimeoutError::Timeout) => continue,
                 Err(RecvTimeoutError::Disconnected) => break,
             };
             let mut jobs = Vec::new();
