@@ -315,7 +315,8 @@ fn location(url: &BackendUrl) -> Result<Location> {
     if text == ":memory:" {
         return Ok(Location::Memory);
     }
-    if text.ends_with('/') {
+    let written = url.masked().split('?').next().unwrap_or_default();
+    if text.ends_with('/') || written.ends_with('/') {
         return Err(bad(
             url,
             "url path",

@@ -207,3 +207,87 @@ pub(crate) fn sweep_stamps(tx: &mut Tx<'_>, limit: usize) -> Result<usize> {
         .map_err(|e| tx.map(e))?;
     Ok(old.len())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicU64;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::writer::State;
+
+    fn database() -> (Connection, Place, State) {
+        let place = Place {
+            name: Arc::from("fill.db"),
+            busy_timeout: Duration::from_secs(1),
+        };
+        let conn = Connection::open_in_memory().unwrap();
+        crate::schema::migrate(&conn, &place).unwrap();
+        let state = State {
+            max_entries: None,
+            count: 0,
+            evictions: Arc::new(AtomicU64::new(0)),
+        };
+        (conn, place, state)
+    }
+
+    fn fill(tx: &mut Tx<'_>, key: &str, tags: &[&str], token: FillToken) -> FillStore {
+        let options = WriteOptions::new().tags(tags.iter().copied());
+        set_filled(tx, key, b"v", &options, token).unwrap()
+    }
+
+    #[test]
+    fn stamps_refuse_older_tokens_only() {
+        let (conn, place, mut state) = database();
+        let mut tx = Tx {
+            conn: &conn,
+            now: 1_000,
+            place: &place,
+            state: &mut state,
+        };
+        let (_, before) = begin(tx.conn, "ns:v1:k", 1_000, &place).unwrap();
+        stamp(&mut tx, &[Stamp::Key("ns:v1:k")]).unwrap();
+        stamp(&mut tx, &[Stamp::Tag("ns:v1:t")]).unwrap();
+        stamp(&mut tx, &[Stamp::Prefix("other:v1:")]).unwrap();
+        stamp(&mut tx, &[Stamp::Pattern("pat:*:x")]).unwrap();
+        let (_, after) = begin(tx.conn, "ns:v1:k", 1_000, &place).unwrap();
+        assert!(after.reading() > before.reading());
+        assert_eq!(fill(&mut tx, "ns:v1:k", &[], before), FillStore::Refused);
+        assert_eq!(
+            fill(&mut tx, "ns:v1:j", &["ns:v1:t"], before),
+            FillStore::Refused
+        );
+        assert_eq!(fill(&mut tx, "other:v1:j", &[], before), FillStore::Refused);
+        assert_eq!(fill(&mut tx, "pat:1:x", &[], before), FillStore::Refused);
+        assert_eq!(fill(&mut tx, "pat:1:y", &[], before), FillStore::Stored);
+        assert_eq!(
+            fill(&mut tx, "ns:v1:k", &["ns:v1:t"], after),
+            FillStore::Stored
+        );
+    }
+
+    #[test]
+    fn tokens_older_than_a_swept_stamp_are_refused() {
+        let (conn, place, mut state) = database();
+        let mut tx = Tx {
+            conn: &conn,
+            now: 1_000,
+            place: &place,
+            state: &mut state,
+        };
+        let (_, old) = begin(tx.conn, "a", 1_000, &place).unwrap();
+        stamp(&mut tx, &[Stamp::Key("unrelated")]).unwrap();
+        let (_, newer) = begin(tx.conn, "a", 1_000, &place).unwrap();
+        // Not yet old enough to sweep.
+        assert_eq!(sweep_stamps(&mut tx, 100).unwrap(), 0);
+        assert_eq!(fill(&mut tx, "a", &[], old), FillStore::Stored);
+        tx.now = 1_000 + i64::try_from(MAX_FILL_AGE.as_millis()).unwrap() + 1;
+        assert_eq!(sweep_stamps(&mut tx, 100).unwrap(), 1);
+        // The stamp `old` would need is gone: refuse, whatever the key.
+        assert_eq!(fill(&mut tx, "b", &[], old), FillStore::Refused);
+        assert_eq!(fill(&mut tx, "b", &[], newer), FillStore::Stored);
+    }
+}

@@ -850,3 +850,47 @@ fn max_entries_evicts_the_soonest_to_expire() {
         backend.close().await.unwrap();
     });
 }
+
+/// The fill guard holds across processes: a load that began on one backend
+/// is refused when another backend on the same file (as another process
+/// would) invalidated its key, tag, namespace or a pattern meanwhile.
+#[test]
+fn the_fill_guard_holds_across_backends_on_one_file() {
+    use larder_core::FillStore;
+    let dir = TempDir::new("fill");
+    let path = dir.file("cache.db");
+    let rt = runtime();
+    rt.block_on(async {
+        let (loader, other) = (open(&path), open(&path));
+        let options = WriteOptions::new().tags(["f:v1:tag"]);
+        let value = || Bytes::from_static(b"loaded");
+        let key = vec!["f:v1:k".to_owned()];
+        let tag = vec!["f:v1:tag".to_owned()];
+        for what in ["key", "tag", "clear", "pattern"] {
+            let (_, token) = loader.begin_fill("f:v1:k").await.unwrap();
+            match what {
+                "key" => drop(other.delete(&key).await.unwrap()),
+                "tag" => drop(other.invalidate_tags(&tag).await.unwrap()),
+                "clear" => drop(other.clear("f:v1:").await.unwrap()),
+                _ => drop(other.delete_matching("f:v1:*").await.unwrap()),
+            }
+            let stored = loader
+                .set_filled("f:v1:k", value(), &options, token)
+                .await
+                .unwrap();
+            assert_eq!(stored, FillStore::Refused, "{what}");
+            assert_eq!(loader.get("f:v1:k").await.unwrap(), None, "{what}");
+            // A load that begins after the invalidation stores.
+            let (_, token) = loader.begin_fill("f:v1:k").await.unwrap();
+            let stored = loader
+                .set_filled("f:v1:k", value(), &options, token)
+                .await
+                .unwrap();
+            assert_eq!(stored, FillStore::Stored, "{what}");
+            assert!(other.exists("f:v1:k").await.unwrap(), "{what}");
+            other.delete(&key).await.unwrap();
+        }
+        loader.close().await.unwrap();
+        other.close().await.unwrap();
+    });
+}
