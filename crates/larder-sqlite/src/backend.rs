@@ -54,6 +54,22 @@ impl SqliteBackend {
         Ok(SqliteBackend { store, reads })
     }
 
+    /// [`SqliteBackend::with_config`] off the async workers: on tokio's
+    /// blocking pool when called inside a runtime (what an async caller such
+    /// as the `larder` facade wants), in place otherwise.
+    pub async fn connect(config: SqliteConfig) -> Result<Self> {
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => handle
+                .spawn_blocking(move || Self::with_config(config))
+                .await
+                .map_err(|e| Error::Backend {
+                    backend: KIND,
+                    message: format!("opening the database did not finish: {e}"),
+                })?,
+            Err(_) => Self::with_config(config),
+        }
+    }
+
     /// The settings in force.
     pub fn config(&self) -> &SqliteConfig {
         &self.store.config

@@ -22,6 +22,10 @@ pub(crate) fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
+/// Prepared statements kept per connection: more than the distinct
+/// statements the backend runs, so none is prepared twice.
+const STATEMENT_CACHE: usize = 64;
+
 /// What the connections open: a file path, or an in-memory database's URI.
 #[derive(Debug, Clone)]
 pub(crate) enum Target {
@@ -78,6 +82,7 @@ pub(crate) fn open_writer(
     let conn = target
         .open(false)
         .map_err(|e| open_error(target, place, e))?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     conn.busy_timeout(config.busy_timeout)
         .map_err(|e| place.map(e))?;
     let mode: String = conn
@@ -142,6 +147,7 @@ impl Readers {
             let conn = target
                 .open(true)
                 .map_err(|e| open_error(target, place, e))?;
+            conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
             conn.busy_timeout(config.busy_timeout)
                 .map_err(|e| place.map(e))?;
             conn.execute_batch("PRAGMA query_only = ON;")

@@ -573,6 +573,17 @@ fn absolute_urls_open_the_file() {
         backend.close().await.unwrap();
     });
     assert!(path.exists());
+    rt.block_on(async {
+        let url = larder_core::url::BackendUrl::parse(&url).unwrap();
+        let config = SqliteConfig::from_url(&url).unwrap();
+        let backend = SqliteBackend::connect(config).await.unwrap();
+        assert_eq!(
+            backend.get("k").await.unwrap().as_deref(),
+            Some(&b"v"[..]),
+            "the facade's path: BackendUrl, from_url, connect"
+        );
+        backend.close().await.unwrap();
+    });
     let memory = SqliteBackend::open("sqlite::memory:").unwrap();
     let other = SqliteBackend::open("sqlite://:memory:").unwrap();
     rt.block_on(async {
