@@ -81,6 +81,11 @@ impl Store {
                 ),
             });
         }
+        // sled treats a log it cannot read past as a torn tail and recovers
+        // what comes before: a damaged log can look like an empty one. The
+        // format marker, flushed when the directory is created, tells the
+        // two apart.
+        let existed = std::fs::metadata(dir.join("db")).is_ok_and(|m| m.len() > 0);
         let sled_config = sled::Config::new()
             .path(dir)
             .cache_capacity(config.cache_capacity)
@@ -112,9 +117,17 @@ impl Store {
                 });
             }
             Some(_) => {}
+            None if existed => {
+                return Err(error::corrupted(
+                    dir,
+                    "it holds sled files but not larder-sled's format marker: its log is \
+                     damaged, or another program wrote it",
+                ));
+            }
             None => {
                 db.insert(FORMAT_KEY, FORMAT)
                     .map_err(|e| error::open(dir, e))?;
+                db.flush().map_err(|e| error::open(dir, e))?;
             }
         }
         let store = Store {

@@ -18,8 +18,8 @@ pub(crate) fn storage(dir: &Path, operation: &str, e: sled::Error) -> Error {
     let message = match e {
         sled::Error::Io(io) => format!("{operation} on {dir}: I/O error: {}", io_text(&io)),
         sled::Error::Corruption { .. } => format!(
-            "{operation} on {dir}: sled found corrupted data ({e}); the directory is damaged: \
-             remove it to start an empty cache, or restore it from a backup"
+            "{operation} on {dir}: sled read corrupted data; the directory is damaged: remove it \
+             to start an empty cache, or restore it from a backup"
         ),
         other => format!("{operation} on {dir}: {other}"),
     };
@@ -45,9 +45,9 @@ pub(crate) fn open(dir: &Path, e: sled::Error) -> Error {
         sled::Error::Io(io) if io.to_string().contains(LOCKED) => Error::Unavailable {
             backend: KIND,
             message: format!(
-                "the sled directory {shown} is in use by another process: sled lets one process \
-                 at a time open a directory, and another one holds its lock (on {}); stop that \
-                 process, or give this one a directory of its own",
+                "the sled directory {shown} is in use: another process (or another open backend \
+                 in this process) holds its lock, on {}; sled lets one process at a time open a \
+                 directory: stop that process or close that backend, or use another directory",
                 dir.join("db").display()
             ),
         },
@@ -55,7 +55,7 @@ pub(crate) fn open(dir: &Path, e: sled::Error) -> Error {
             backend: KIND,
             message: format!("cannot open the sled directory {shown}: {}", io_text(&io)),
         },
-        sled::Error::Corruption { .. } => corrupted(dir, &e.to_string()),
+        sled::Error::Corruption { .. } => corrupted(dir, "sled read corrupted data in its files"),
         other => Error::Backend {
             backend: KIND,
             message: format!("cannot open the sled directory {shown}: {other}"),
@@ -114,6 +114,7 @@ mod tests {
         assert!(matches!(err, Error::Unavailable { .. }), "{err:?}");
         let text = err.to_string();
         assert!(text.contains("/tmp/cache-dir is in use"), "{text}");
+        assert!(text.contains("/tmp/cache-dir/db"), "{text}");
     }
 
     #[test]

@@ -106,17 +106,50 @@ impl SyncSled {
         self.store("tag_index")?.tag_index(tag)
     }
 
-    /// Stop the sweeper, flush, and let the directory go (once operations
-    /// in flight end). Idempotent.
+    /// Stop the sweeper, flush, and let the directory go: once operations
+    /// in flight have ended, wait (up to [`RELEASE_WAIT`]) for sled to drop
+    /// its lock on the directory, so that another process (or a new
+    /// backend) can open it as soon as this returns. Idempotent.
     fn shutdown(&self) -> Result<()> {
         if let Some(sweeper) = lock(&self.sweeper).take() {
             sweeper.stop();
         }
-        let store = write(&self.store).take();
-        match store {
-            Some(store) => store.flush("close"),
-            None => Ok(()),
+        let Some(store) = write(&self.store).take() else {
+            return Ok(());
+        };
+        let flushed = store.flush("close");
+        let released = Arc::downgrade(&store);
+        drop(store);
+        flushed?;
+        // Operations in flight still hold the store; sled's own threads
+        // finish their last writes and then close its files.
+        let deadline = Instant::now() + RELEASE_WAIT;
+        while released.strong_count() > 0 || !lock_is_free(&self.config.path) {
+            if Instant::now() >= deadline {
+                return Err(larder_core::Error::Backend {
+                    backend: KIND,
+                    message: format!(
+                        "close: everything is flushed, but {} was still locked {RELEASE_WAIT:?} \
+                         later (an operation still running?)",
+                        self.config.path.display()
+                    ),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(2));
         }
+        Ok(())
+    }
+}
+
+/// How long `close` waits for sled to let go of the directory.
+const RELEASE_WAIT: Duration = Duration::from_secs(10);
+
+/// Whether nobody holds sled's lock on the directory `dir` (the same
+/// `flock` on `dir/db` that sled takes).
+fn lock_is_free(dir: &Path) -> bool {
+    match std::fs::File::open(dir.join("db")) {
+        Ok(file) => file.try_lock().is_ok(),
+        Err(_) => true,
     }
 }
 
