@@ -212,6 +212,53 @@ fn summary(_: &mut Criterion) {
         });
         println!("{line}");
     }
+    println!("{}", space(&rt));
+}
+
+/// Bytes in the files under `dir`.
+fn du(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => du(&e.path()),
+            _ => e.metadata().map_or(0, |m| m.len()),
+        })
+        .sum()
+}
+
+/// sled's space growth: the directory's size filled, after overwriting
+/// every entry ten times, and after deleting them all.
+fn space(rt: &tokio::runtime::Runtime) -> String {
+    let (backend, dir) = filled(rt, FlushPolicy::Interval);
+    let mib = |b: u64| b as f64 / f64::from(1 << 20);
+    let filled = du(dir.path());
+    let options = options();
+    rt.block_on(async {
+        for _ in 0..10 {
+            for chunk in (0..KEYS).collect::<Vec<_>>().chunks(500) {
+                let entries: Vec<(String, Bytes)> =
+                    chunk.iter().map(|&i| (key(i), value())).collect();
+                backend.set_many(&entries, &options).await.unwrap();
+            }
+        }
+        backend.flush().await.unwrap();
+    });
+    let overwritten = du(dir.path());
+    rt.block_on(async {
+        let keys: Vec<String> = (0..KEYS).map(key).collect();
+        backend.delete(&keys).await.unwrap();
+        backend.flush().await.unwrap();
+    });
+    let deleted = du(dir.path());
+    format!(
+        "sled disk: {KEYS} entries of 100 bytes: {:.1} MiB; after overwriting each 10 times: \
+         {:.1} MiB; after deleting them all: {:.1} MiB",
+        mib(filled),
+        mib(overwritten),
+        mib(deleted)
+    )
 }
 
 criterion_group!(benches, get_set, summary);
