@@ -94,8 +94,9 @@ impl Store {
                     .unwrap_or(u64::MAX)
                     .max(1),
             ));
-        // sled 0.34 panics on some damaged files instead of answering an
-        // error; either way the caller gets an error naming the directory.
+        // sled 0.34 has assertions on its recovery path; should one fire on
+        // a damaged file, the caller still gets an error naming the
+        // directory rather than a panic.
         let db = match catch_unwind(AssertUnwindSafe(|| sled_config.open())) {
             Ok(opened) => opened.map_err(|e| error::open(dir, e))?,
             Err(_) => return Err(error::corrupted(dir, "sled panicked while reading it")),
