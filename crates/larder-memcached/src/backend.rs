@@ -460,4 +460,14 @@ impl Backend for MemcachedBackend {
             self.inner.close().await
         })
     }
+
+    /// Each server keeps what it missed while unreachable (tag and
+    /// namespace invalidations, deletes, replacing writes) and has it
+    /// replayed before anything else reaches it again; a server found down
+    /// is left alone (failing at once) for `retry_delay`. That is the
+    /// resilience layer's job done per server, so that one server's outage
+    /// never stops the others: a `Cache` does not wrap this backend again.
+    fn journals_invalidations(&self) -> bool {
+        true
+    }
 }

@@ -2,9 +2,9 @@
 //! once per server for `set_many`, tombstones for `delete`.
 
 use bytes::Bytes;
-use larder_core::{Error, Result, WriteOptions};
+use larder_core::{Error, Result, SetMode, WriteOptions};
 
-use crate::connection::Cluster;
+use crate::connection::{Cluster, Missed};
 use crate::tags;
 
 /// Indices of `keys`, grouped by the server each lives on (servers in the
@@ -73,32 +73,68 @@ pub(crate) fn set_many(
         tags::check_size(key, value, &options.tags, limit)?;
     }
     let mut written = 0;
+    let mut failure = None;
     for (server, members) in group(cluster, entries.iter().map(|(k, _)| k.as_str())) {
-        let mut conn = cluster.servers[server].conn("set_many")?;
-        let keys = members.iter().map(|i| entries[*i].0.as_str());
-        let versions = tags::current_versions(&mut conn, &tags::version_keys(keys, &options.tags))?;
-        for i in members {
-            let (key, value) = &entries[i];
-            written += u64::from(tags::write(
-                &mut conn,
-                key,
-                value.clone(),
-                options,
-                exptime,
-                &versions,
-            )?);
+        let server = &cluster.servers[server];
+        let keys = || members.iter().map(|i| entries[*i].0.as_str());
+        let on_server = (|| {
+            let mut conn = server.conn("set_many")?;
+            let versions =
+                tags::current_versions(&mut conn, &tags::version_keys(keys(), &options.tags))?;
+            let mut written = 0;
+            for i in &members {
+                let (key, value) = &entries[*i];
+                written += u64::from(tags::write(
+                    &mut conn,
+                    key,
+                    value.clone(),
+                    options,
+                    exptime,
+                    &versions,
+                )?);
+            }
+            Ok(written)
+        })();
+        match on_server {
+            Ok(n) => written += n,
+            Err(e) => {
+                // The values these writes meant to replace may still be
+                // there when the server answers again.
+                if options.mode != SetMode::IfAbsent {
+                    server.record_missed(Missed::keys(keys()));
+                }
+                failure.get_or_insert(e);
+            }
         }
     }
-    Ok(written)
+    match failure {
+        None => Ok(written),
+        Some(e) => Err(e),
+    }
 }
 
 /// Delete `keys`; how many held a live entry.
 pub(crate) fn delete(cluster: &Cluster, keys: &[String]) -> Result<u64> {
     let mut live = 0;
+    let mut failure = None;
     for (server, members) in group(cluster, keys.iter().map(String::as_str)) {
-        let mut conn = cluster.servers[server].conn("delete")?;
+        let server = &cluster.servers[server];
         let batch: Vec<&str> = members.iter().map(|i| keys[*i].as_str()).collect();
-        live += tags::delete_on(&mut conn, &batch)?;
+        let deleted = server
+            .conn("delete")
+            .and_then(|mut conn| tags::delete_on(&mut conn, &batch));
+        match deleted {
+            Ok(n) => live += n,
+            Err(e) => {
+                // Deleted when the server answers again, before anything
+                // else reaches it.
+                server.record_missed(Missed::keys(batch.iter().copied()));
+                failure.get_or_insert(e);
+            }
+        }
     }
-    Ok(live)
+    match failure {
+        None => Ok(live),
+        Some(e) => Err(e),
+    }
 }

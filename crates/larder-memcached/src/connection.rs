@@ -71,20 +71,39 @@ impl ToMemcacheValue<memcache::Stream> for Flagged<'_> {
 }
 
 /// Invalidations a server missed while it could not be reached: on its
-/// return, each epoch is renewed and each version key deleted (a missing
-/// version makes every entry that recorded it stale), which is what the
-/// missed invalidations would have done, or more.
+/// return, each epoch is renewed, each version key deleted (a missing
+/// version makes every entry that recorded it stale) and each key replaced
+/// by a tombstone, which is what the missed invalidations (and writes that
+/// would have replaced those keys) would have done, or more. Past
+/// `MAX_MISSED`, the server is flushed instead: more is lost, nothing stale
+/// is served.
 #[derive(Debug, Default)]
 pub(crate) struct Missed {
     /// Namespaces whose fill epoch to renew.
     pub(crate) epochs: HashSet<String>,
     /// Version keys to delete.
     pub(crate) versions: HashSet<String>,
+    /// Stored keys whose delete, or replacing write, failed.
+    pub(crate) keys: HashSet<String>,
+    /// Too much was missed to keep: flush the whole server.
+    pub(crate) flush: bool,
 }
 
 impl Missed {
     fn is_empty(&self) -> bool {
-        self.epochs.is_empty() && self.versions.is_empty()
+        !self.flush && self.epochs.is_empty() && self.versions.is_empty() && self.keys.is_empty()
+    }
+
+    fn len(&self) -> usize {
+        self.epochs.len() + self.versions.len() + self.keys.len()
+    }
+
+    /// The deletion of `keys`.
+    pub(crate) fn keys<'a>(keys: impl IntoIterator<Item = &'a str>) -> Missed {
+        Missed {
+            keys: keys.into_iter().map(str::to_owned).collect(),
+            ..Missed::default()
+        }
     }
 }
 
@@ -247,6 +266,10 @@ impl Server {
         let missed = std::mem::take(&mut *lock(&self.missed));
         self.has_missed.store(false, Ordering::Release);
         let result = (|| {
+            if missed.flush {
+                conn.flush()?;
+                return Ok(());
+            }
             for ns in &missed.epochs {
                 conn.set(
                     &item::epoch_key(ns),
@@ -258,14 +281,18 @@ impl Server {
             for key in &missed.versions {
                 conn.delete(key)?;
             }
+            let keys: Vec<&str> = missed.keys.iter().map(String::as_str).collect();
+            crate::tags::delete_on(conn, &keys)?;
             Ok(())
         })();
         match result {
             Ok(()) => {
                 tracing::info!(
                     server = %self.address,
+                    flushed = missed.flush,
                     epochs = missed.epochs.len(),
                     versions = missed.versions.len(),
+                    keys = missed.keys.len(),
                     "larder: memcached server is back; replayed the invalidations it missed"
                 );
                 Ok(())
@@ -281,18 +308,26 @@ impl Server {
     /// answers again.
     pub(crate) fn record_missed(&self, more: Missed) {
         let mut missed = lock(&self.missed);
-        let room = MAX_MISSED.saturating_sub(missed.epochs.len() + missed.versions.len());
-        if more.epochs.len() + more.versions.len() > room {
+        if !missed.flush && missed.len() + more.len() > MAX_MISSED {
             tracing::warn!(
                 server = %self.address,
                 "larder: too many invalidations missed by an unreachable memcached server to \
-                 keep them all; some entries on it may be served stale after it returns"
+                 keep them all; it will be flushed when it answers again"
             );
+            *missed = Missed {
+                flush: true,
+                ..Missed::default()
+            };
         }
-        missed.epochs.extend(more.epochs.into_iter().take(room));
-        let room = MAX_MISSED.saturating_sub(missed.epochs.len() + missed.versions.len());
-        missed.versions.extend(more.versions.into_iter().take(room));
-        if !missed.is_empty() {
+        if missed.flush {
+            // A flush covers everything.
+        } else {
+            missed.epochs.extend(more.epochs);
+            missed.versions.extend(more.versions);
+            missed.keys.extend(more.keys);
+        }
+        if !missed.is_empty() || more.flush {
+            missed.flush |= more.flush;
             self.has_missed.store(true, Ordering::Release);
         }
     }
@@ -540,6 +575,11 @@ impl Conn<'_> {
         let value = Flagged { bytes, flags };
         self.call(false, |c| c.cas(key, value, exptime, cas))
             .map_err(|e| self.too_large(key, bytes.len(), *e))
+    }
+
+    /// Drop every item on the server.
+    pub(crate) fn flush(&mut self) -> Result<()> {
+        self.call(false, Client::flush).map_err(|e| e.1)
     }
 
     /// Delete; whether the key held an item.

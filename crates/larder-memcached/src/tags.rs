@@ -361,9 +361,17 @@ pub(crate) fn set(
 ) -> Result<bool> {
     let exptime = exptime(options.ttl)?;
     check_size(key, &payload, &options.tags, cluster.item_size_max())?;
-    let mut conn = cluster.server_of(key).conn("set")?;
-    let versions = current_versions(&mut conn, &version_keys([key], &options.tags))?;
-    write(&mut conn, key, payload, options, exptime, &versions)
+    let server = cluster.server_of(key);
+    let written = server.conn("set").and_then(|mut conn| {
+        let versions = current_versions(&mut conn, &version_keys([key], &options.tags))?;
+        write(&mut conn, key, payload, options, exptime, &versions)
+    });
+    if written.is_err() && options.mode != SetMode::IfAbsent {
+        // The value this write meant to replace may still be there when the
+        // server answers again.
+        server.record_missed(Missed::keys([key]));
+    }
+    written
 }
 
 /// Delete `keys` on one server: a tombstone in place of each (so that a
@@ -403,6 +411,7 @@ impl Invalidation {
                 .chain(&self.ns_versions)
                 .cloned()
                 .collect(),
+            ..Missed::default()
         }
     }
 

@@ -27,8 +27,10 @@ async fn backend(url: &str) -> MemcachedBackend {
         .unwrap_or_else(|e| panic!("connect {url}: {e}"))
 }
 
+/// A cache straight over the backend, its errors returned: these tests are
+/// about the backend's own behaviour.
 fn cache(backend: &MemcachedBackend, prefix: &str) -> Cache {
-    Cache::builder()
+    larder_testkit::bare_builder()
         .backend(backend.clone())
         .prefix(prefix)
         .default_ttl(Duration::from_secs(600))
@@ -425,19 +427,54 @@ async fn invalidations_a_server_missed_are_replayed_when_it_returns() {
     let (c, d) = (cache(&via_proxy, "missed"), cache(&direct, "missed"));
     c.set("k", &1).tags(["t"]).await.unwrap();
     c.set("other", &2).await.unwrap();
+    c.set("gone", &3).await.unwrap();
+    c.set("replaced", &4).await.unwrap();
     proxy.refuse(true);
     proxy.cut_all();
     let err = c.invalidate_tag("t").await.unwrap_err();
     assert!(err.is_transient(), "{err:?}");
     assert!(err.to_string().contains("0 of 1 servers"), "{err}");
+    // A delete and a replacing write missed too.
+    assert!(c.delete("gone").await.unwrap_err().is_transient());
+    assert!(c.set("replaced", &5).await.unwrap_err().is_transient());
     // Until it is replayed, a client that can reach the server still reads
-    // the entry: the error said so.
+    // the entries: the errors said so.
     assert_eq!(d.get::<i32>("k").await.unwrap(), Some(1));
+    assert_eq!(d.get::<i32>("gone").await.unwrap(), Some(3));
     proxy.refuse(false);
-    // The next command to the server replays the invalidation first.
+    // The next command to the server replays the invalidations first.
     assert_eq!(c.get::<i32>("other").await.unwrap(), Some(2));
     assert_eq!(d.get::<i32>("k").await.unwrap(), None, "replayed");
     assert_eq!(c.get::<i32>("k").await.unwrap(), None);
+    assert_eq!(d.get::<i32>("gone").await.unwrap(), None, "delete replayed");
+    assert_eq!(
+        d.get::<i32>("replaced").await.unwrap(),
+        None,
+        "the value a failed write meant to replace is gone"
+    );
+}
+
+/// Through a cache as `larder::open` builds it (fail-open): a write made
+/// while its server is unreachable succeeds for the caller, and the value
+/// it replaced is never read again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_while_a_server_is_away_never_leaves_the_old_value() {
+    let server = MemcachedServer::start();
+    let proxy = FaultProxy::start(([127, 0, 0, 1], server.port()).into());
+    let b = backend(&format!("memcached://{}?{FAST_RETRY}", proxy.addr())).await;
+    let c = Cache::builder().backend(b).prefix("open").build().unwrap();
+    c.set("user:1", &"alice").tags(["user:1"]).await.unwrap();
+    proxy.refuse(true);
+    proxy.cut_all();
+    assert!(
+        !c.set("user:1", &"bob").await.unwrap(),
+        "dropped, not failed"
+    );
+    assert_eq!(c.invalidate_tag("user:1").await.unwrap(), Count::Unknown);
+    assert_eq!(c.stats().dropped_writes, 2);
+    proxy.refuse(false);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(c.get::<String>("user:1").await.unwrap(), None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
