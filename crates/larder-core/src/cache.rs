@@ -154,8 +154,9 @@ impl CacheBuilder {
     }
 
     /// Check the settings and build the cache. A shared backend (Redis,
-    /// Memcached, SQLite) is wrapped in the resilience layer unless
-    /// `resilience.enabled` is off.
+    /// SQLite) is wrapped in the resilience layer unless
+    /// `resilience.enabled` is off or the backend already does its work
+    /// ([`Backend::journals_invalidations`]: Memcached, per server).
     pub fn build(self) -> Result<Cache> {
         let Some(backend) = self.backend else {
             return Err(Error::config(

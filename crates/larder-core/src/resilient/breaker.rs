@@ -2,6 +2,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::config::CircuitState;
@@ -38,6 +39,10 @@ pub(crate) enum Admission {
 #[derive(Debug)]
 pub(crate) struct Breaker {
     state: Mutex<State>,
+    /// The fast path: the circuit is closed and nothing has failed lately
+    /// (no failure in a row, none in the rate window), so an admission is
+    /// `Allowed` and a success changes nothing, without taking the lock.
+    clean: AtomicBool,
     threshold: u32,
     failure_rate: f64,
     open_for: Duration,
@@ -50,6 +55,7 @@ impl Breaker {
                 consecutive: 0,
                 recent: VecDeque::new(),
             }),
+            clean: AtomicBool::new(true),
             threshold: threshold.max(1),
             failure_rate,
             open_for,
@@ -65,6 +71,9 @@ impl Breaker {
     }
 
     pub(crate) fn admit(&self) -> Admission {
+        if self.clean.load(Ordering::Acquire) {
+            return Admission::Allowed;
+        }
         let mut state = lock(&self.state);
         match &mut *state {
             State::Closed { .. } => Admission::Allowed,
@@ -84,7 +93,14 @@ impl Breaker {
     /// The outcome of an admitted operation: `Some(ok)`, or `None` when it
     /// ended without telling (dropped before it finished).
     pub(crate) fn record(&self, admission: Admission, outcome: Option<bool>) {
+        if admission == Admission::Allowed
+            && outcome == Some(true)
+            && self.clean.load(Ordering::Acquire)
+        {
+            return;
+        }
         let mut state = lock(&self.state);
+        self.clean.store(false, Ordering::Release);
         match (admission, outcome) {
             (Admission::Rejected, _) => {}
             (Admission::Probe, Some(true)) => {
@@ -92,6 +108,7 @@ impl Breaker {
                     consecutive: 0,
                     recent: VecDeque::new(),
                 };
+                self.clean.store(true, Ordering::Release);
             }
             (Admission::Probe, Some(false)) => {
                 *state = State::Open {
@@ -113,6 +130,11 @@ impl Breaker {
                     return;
                 };
                 *consecutive = if ok { 0 } else { *consecutive + 1 };
+                if recent.is_empty() && !ok {
+                    // Successes were not recorded while the circuit was
+                    // clean: count the window as full of them.
+                    recent.extend(std::iter::repeat_n(true, RATE_WINDOW - 1));
+                }
                 recent.push_back(ok);
                 if recent.len() > RATE_WINDOW {
                     recent.pop_front();
@@ -125,6 +147,9 @@ impl Breaker {
                     *state = State::Open {
                         until: Instant::now() + self.open_for,
                     };
+                } else if failures == 0 {
+                    recent.clear();
+                    self.clean.store(true, Ordering::Release);
                 }
             }
         }

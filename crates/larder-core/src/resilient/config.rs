@@ -26,8 +26,9 @@ pub enum Fallback {
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct ResilienceConfig {
-    /// Wrap shared backends (Redis, Memcached, SQLite) in the layer
-    /// (default true). The in-process memory backend is never wrapped.
+    /// Wrap shared backends (Redis, SQLite) in the layer (default true).
+    /// In-process backends (memory, sled) are never wrapped, nor a backend
+    /// that does the layer's work itself (Memcached, per server).
     pub enabled: bool,
     /// The longest one operation may take, retries included (default 1 s).
     #[serde(with = "crate::config::duration_serde")]

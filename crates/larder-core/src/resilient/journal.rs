@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::sync::lock;
 
@@ -42,6 +43,9 @@ impl Pending {
 #[derive(Debug)]
 pub(crate) struct Journal {
     pending: Mutex<VecDeque<Pending>>,
+    /// `pending.len()`, readable without the lock (every operation checks
+    /// it).
+    len: AtomicUsize,
     capacity: usize,
 }
 
@@ -49,16 +53,17 @@ impl Journal {
     pub(crate) fn new(capacity: usize) -> Self {
         Journal {
             pending: Mutex::new(VecDeque::new()),
+            len: AtomicUsize::new(0),
             capacity: capacity.max(1),
         }
     }
 
     pub(crate) fn len(&self) -> usize {
-        lock(&self.pending).len()
+        self.len.load(Ordering::Acquire)
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        lock(&self.pending).is_empty()
+        self.len() == 0
     }
 
     /// Record an invalidation. Past the capacity, the journal folds into
@@ -72,6 +77,7 @@ impl Journal {
             queue.clear();
             queue.extend(namespaces.into_iter().map(Pending::Clear));
         }
+        self.len.store(queue.len(), Ordering::Release);
     }
 
     /// The oldest invalidation, to replay.
@@ -86,6 +92,7 @@ impl Journal {
         if queue.front() == Some(done) {
             queue.pop_front();
         }
+        self.len.store(queue.len(), Ordering::Release);
     }
 }
 

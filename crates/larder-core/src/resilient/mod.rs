@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::backend::{
     Backend, BoxFuture, Capabilities, Count, Entry, FillStore, FillToken, HealthReport, KeyTtl,
@@ -60,7 +60,7 @@ pub struct Resilient {
     config: ResilienceConfig,
     breaker: Breaker,
     replayer: Arc<Replayer>,
-    permits: Arc<Semaphore>,
+    permits: Semaphore,
     waiting: AtomicUsize,
 }
 
@@ -110,7 +110,7 @@ impl Resilient {
                 Journal::new(JOURNAL_CAPACITY),
                 config.bulk_timeout.max(config.timeout),
             )),
-            permits: Arc::new(Semaphore::new(config.max_concurrency.max(1))),
+            permits: Semaphore::new(config.max_concurrency.max(1)),
             waiting: AtomicUsize::new(0),
             local: None,
             local_used: AtomicBool::new(false),
@@ -205,7 +205,8 @@ impl Resilient {
             return Err(self.waiting_for_replay());
         }
         let _permit = self.permit(op, started).await?;
-        if self.local_used.swap(false, Ordering::SeqCst)
+        if self.local_used.load(Ordering::Relaxed)
+            && self.local_used.swap(false, Ordering::SeqCst)
             && let Some(local) = &self.local
         {
             // The shared backend is back: what the fallback holds may be
@@ -248,8 +249,8 @@ impl Resilient {
     }
 
     /// A slot to run in, or a backpressure error when too many wait.
-    async fn permit(&self, op: Op, started: Instant) -> Result<OwnedSemaphorePermit> {
-        if let Ok(permit) = self.permits.clone().try_acquire_owned() {
+    async fn permit(&self, op: Op, started: Instant) -> Result<SemaphorePermit<'_>> {
+        if let Ok(permit) = self.permits.try_acquire() {
             return Ok(permit);
         }
         if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.config.queue_limit {
@@ -261,7 +262,7 @@ impl Resilient {
             )));
         }
         let remaining = op.budget.saturating_sub(started.elapsed());
-        let permit = tokio::time::timeout(remaining, self.permits.clone().acquire_owned()).await;
+        let permit = tokio::time::timeout(remaining, self.permits.acquire()).await;
         self.waiting.fetch_sub(1, Ordering::SeqCst);
         match permit {
             Ok(Ok(permit)) => Ok(permit),
