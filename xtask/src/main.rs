@@ -416,6 +416,21 @@ fn test() -> Result {
         &["test", "--workspace", "--all-features", "--all-targets"],
     )?;
     run(&cargo, &["test", "--workspace", "--all-features", "--doc"])?;
+    // With every other backend compiled out: their schemes must name the
+    // feature to enable.
+    run(
+        &cargo,
+        &[
+            "test",
+            "-p",
+            "larder",
+            "--no-default-features",
+            "--features",
+            "memory",
+            "--test",
+            "open",
+        ],
+    )?;
     for example in examples()? {
         run(
             &cargo,

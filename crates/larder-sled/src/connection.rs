@@ -110,7 +110,7 @@ impl Store {
                     message: format!(
                         "the sled directory {} holds larder-sled format {}, this version reads \
                          format {}: open it with the larder version that wrote it, or move the \
-                         cache with `larder migrate`",
+                         cache with `larder::migrate` run by that version",
                         dir.display(),
                         String::from_utf8_lossy(&found),
                         String::from_utf8_lossy(FORMAT)

@@ -84,8 +84,10 @@ fn config(dir: &Path) -> SledConfig {
     SledConfig::new(dir).cache_capacity(16 << 20)
 }
 
+/// A cache straight over the backend, without TTL jitter (the tests compare
+/// TTLs across a restart) and with its errors returned.
 fn cache(backend: &SledBackend) -> Cache {
-    Cache::builder()
+    larder_testkit::bare_builder()
         .backend(backend.clone())
         .prefix("svc")
         .build()

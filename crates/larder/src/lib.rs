@@ -55,6 +55,18 @@ pub use larder_memory::{MemoryBackend, MemoryConfig, SyncMemory};
 #[doc(inline)]
 pub use larder_redis::{RedisBackend, RedisConfig};
 
+#[cfg(feature = "memcached")]
+#[doc(inline)]
+pub use larder_memcached::{MemcachedBackend, MemcachedConfig};
+
+#[cfg(feature = "sqlite")]
+#[doc(inline)]
+pub use larder_sqlite::{SqliteBackend, SqliteConfig};
+
+#[cfg(feature = "sled")]
+#[doc(inline)]
+pub use larder_sled::{SledBackend, SledConfig};
+
 #[cfg(feature = "macros")]
 #[doc(inline)]
 pub use larder_macros::{cache_read, cache_write};
@@ -90,4 +102,6 @@ mod guide {
     struct Routing;
     #[doc = include_str!("../../../docs/resilience.md")]
     struct Resilience;
+    #[doc = include_str!("../../../docs/backends.md")]
+    struct Backends;
 }

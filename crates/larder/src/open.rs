@@ -59,6 +59,32 @@ async fn open_backend_with(url: &str, config: &CacheConfig) -> Result<Arc<dyn Ba
             let redis = larder_redis::RedisConfig::from_url(&parsed, pool)?;
             Ok(Arc::new(larder_redis::RedisBackend::connect(redis).await?))
         }
+        #[cfg(feature = "memcached")]
+        "memcached" => {
+            let memcached = larder_memcached::MemcachedConfig::from_url(&parsed)?;
+            Ok(Arc::new(
+                larder_memcached::MemcachedBackend::connect(memcached).await?,
+            ))
+        }
+        #[cfg(feature = "sqlite")]
+        "sqlite" => {
+            let sqlite = larder_sqlite::SqliteConfig::from_url(&parsed)?;
+            Ok(Arc::new(
+                larder_sqlite::SqliteBackend::connect(sqlite).await?,
+            ))
+        }
+        #[cfg(feature = "sled")]
+        "sled" => {
+            let sled = larder_sled::SledConfig::from_url(&parsed)?;
+            // Opening reads the directory: off the async workers.
+            let backend = tokio::task::spawn_blocking(move || sled.open())
+                .await
+                .map_err(|e| Error::Backend {
+                    backend: "sled",
+                    message: format!("opening the directory panicked: {e}"),
+                })??;
+            Ok(Arc::new(backend))
+        }
         feature => Err(Error::config(
             "url",
             format!("URL {}", parsed.masked()),

@@ -151,3 +151,38 @@ async fn memory_to_redis_and_back() {
     assert_eq!(summary.progress.failed, 0, "{summary}");
     assert!(cache(back).exists("config").await.unwrap());
 }
+
+/// A file database in a fresh temporary directory (kept alive by the
+/// returned guard).
+#[cfg(feature = "sqlite")]
+async fn sqlite() -> (Arc<dyn Backend>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/cache.db", dir.path().display());
+    (larder::open_backend(&url).await.unwrap(), dir)
+}
+
+#[cfg(feature = "sqlite")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_to_sqlite() {
+    let (to, _dir) = sqlite().await;
+    migrate_and_check(larder::open_backend("mem://").await.unwrap(), to).await;
+}
+
+#[cfg(all(feature = "sqlite", feature = "redis"))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_to_redis() {
+    let server = larder_testkit::redis::RedisServer::start();
+    let (from, _dir) = sqlite().await;
+    let to = larder::open_backend(&server.url()).await.unwrap();
+    migrate_and_check(from, to).await;
+}
+
+#[cfg(all(feature = "sled", feature = "sqlite"))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sled_to_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sled://{}/sled", dir.path().display());
+    let from = larder::open_backend(&url).await.unwrap();
+    let (to, _db) = sqlite().await;
+    migrate_and_check(from, to).await;
+}
