@@ -73,6 +73,9 @@ pub use stats::Stats;
 
 pub use config::MAX_TTL;
 
+#[doc(hidden)]
+pub use bytes as __bytes;
+
 /// The longest a read-through load may run and still store its value: a
 /// load that takes longer is returned to its caller but not stored, since
 /// invalidations older than this are no longer remembered by the backend.

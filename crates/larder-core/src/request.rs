@@ -240,9 +240,27 @@ impl<'a> ReadRequest<'a> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = std::result::Result<T, E>>,
     {
-        let core = &self.shared.core;
-        let stored = core.key(self.key)?;
+        let stored = self.shared.core.key(self.key)?;
+        self.read_through(&stored, None, loader).await
+    }
+
+    /// The read-through with this request's settings, after the lookup
+    /// `first` when the caller made one.
+    async fn read_through<T, E, F, Fut>(
+        self,
+        stored: &str,
+        first: Option<Looked<T>>,
+        loader: F,
+    ) -> std::result::Result<T, E>
+    where
+        T: Serialize + DeserializeOwned + Send + 'static,
+        E: From<Error> + Send + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = std::result::Result<T, E>>,
+    {
         let key = self.key;
+        // Callers that shared a failed load get an error of the loader's
+        // type saying so; the caller that ran it gets the error itself.
         let share = |_: &std::result::Result<T, E>| {
             Some(Err(E::from(Error::SharedLoad {
                 key: key.to_owned(),
@@ -255,13 +273,17 @@ impl<'a> ReadRequest<'a> {
         let tags = self.tags;
         let plan = FillPlan {
             key,
-            stored: &stored,
+            stored,
             tags: || tags,
             options: &self.fill,
             condition: |_: &T| true,
             share,
         };
-        self.shared.reads.fill(core, plan, loader).await
+        let shared = self.shared;
+        shared
+            .reads
+            .fill_after(&shared.core, plan, first, loader)
+            .await
     }
 
     /// [`ReadRequest::load`] with an owned loader: when a value's fresh
@@ -321,29 +343,7 @@ impl<'a> ReadRequest<'a> {
             },
             other => other,
         };
-        let key = self.key;
-        let share = |_: &std::result::Result<T, E>| {
-            Some(Err(E::from(Error::SharedLoad {
-                key: key.to_owned(),
-                message: format!(
-                    "the loader returned an error of type {}; the caller that ran it has it",
-                    std::any::type_name::<E>()
-                ),
-            })))
-        };
-        let tags = self.tags;
-        let plan = FillPlan {
-            key,
-            stored: &stored,
-            tags: || tags,
-            options: &self.fill,
-            condition: |_: &T| true,
-            share,
-        };
-        shared
-            .reads
-            .fill_after(core, plan, Some(looked), loader)
-            .await
+        self.read_through(&stored, Some(looked), loader).await
     }
 
     /// Refresh a value once its fresh window passes, this long after it is

@@ -324,131 +324,6 @@ impl Backend for MemcachedBackend {
         BACKEND
     }
 
-    fn label(&self) -> &str {
-        self.inner.label()
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-
-    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>>> {
-        self.inner.get(key)
-    }
-
-    fn get_entry<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Entry>>> {
-        self.inner.get_entry(key)
-    }
-
-    fn get_many<'a>(&'a self, keys: &'a [String]) -> BoxFuture<'a, Result<Vec<Option<Bytes>>>> {
-        self.inner.get_many(keys)
-    }
-
-    fn get_and_touch<'a>(
-        &'a self,
-        key: &'a str,
-        ttl: Duration,
-    ) -> BoxFuture<'a, Result<Option<Bytes>>> {
-        self.inner.get_and_touch(key, ttl)
-    }
-
-    fn get_delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>>> {
-        self.inner.get_delete(key)
-    }
-
-    fn set<'a>(
-        &'a self,
-        key: &'a str,
-        value: Bytes,
-        options: &'a WriteOptions,
-    ) -> BoxFuture<'a, Result<bool>> {
-        self.inner.set(key, value, options)
-    }
-
-    fn set_many<'a>(
-        &'a self,
-        entries: &'a [(String, Bytes)],
-        options: &'a WriteOptions,
-    ) -> BoxFuture<'a, Result<u64>> {
-        self.inner.set_many(entries, options)
-    }
-
-    fn delete<'a>(&'a self, keys: &'a [String]) -> BoxFuture<'a, Result<u64>> {
-        self.inner.delete(keys)
-    }
-
-    fn exists<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool>> {
-        self.inner.exists(key)
-    }
-
-    fn expire<'a>(&'a self, key: &'a str, ttl: Duration) -> BoxFuture<'a, Result<bool>> {
-        self.inner.expire(key, ttl)
-    }
-
-    fn ttl<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<KeyTtl>> {
-        self.inner.ttl(key)
-    }
-
-    fn incr<'a>(
-        &'a self,
-        key: &'a str,
-        delta: i64,
-        ttl: Option<Duration>,
-    ) -> BoxFuture<'a, Result<i64>> {
-        self.inner.incr(key, delta, ttl)
-    }
-
-    fn invalidate_tags<'a>(&'a self, tags: &'a [String]) -> BoxFuture<'a, Result<Count>> {
-        self.inner.invalidate_tags(tags)
-    }
-
-    fn tag_members<'a>(&'a self, tag: &'a str, limit: usize) -> BoxFuture<'a, Result<Vec<String>>> {
-        self.inner.tag_members(tag, limit)
-    }
-
-    fn delete_matching<'a>(&'a self, pattern: &'a str) -> BoxFuture<'a, Result<Count>> {
-        self.inner.delete_matching(pattern)
-    }
-
-    fn scan<'a>(&'a self, pattern: &'a str, limit: usize) -> BoxFuture<'a, Result<Vec<String>>> {
-        self.inner.scan(pattern, limit)
-    }
-
-    fn clear<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Count>> {
-        self.inner.clear(prefix)
-    }
-
-    fn lock<'a>(
-        &'a self,
-        key: &'a str,
-        token: &'a str,
-        ttl: Duration,
-    ) -> BoxFuture<'a, Result<bool>> {
-        self.inner.lock(key, token, ttl)
-    }
-
-    fn unlock<'a>(&'a self, key: &'a str, token: &'a str) -> BoxFuture<'a, Result<bool>> {
-        self.inner.unlock(key, token)
-    }
-
-    fn begin_fill<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(Option<Bytes>, FillToken)>> {
-        self.inner.begin_fill(key)
-    }
-
-    fn set_filled<'a>(
-        &'a self,
-        key: &'a str,
-        value: Bytes,
-        options: &'a WriteOptions,
-        token: FillToken,
-    ) -> BoxFuture<'a, Result<FillStore>> {
-        self.inner.set_filled(key, value, options, token)
-    }
-
-    fn health(&self) -> BoxFuture<'_, Result<HealthReport>> {
-        self.inner.health()
-    }
-
     /// Release the connections, once no other clone of this backend is
     /// left (clones share them, and a `Cache` closes its backend when it is
     /// dropped): until then, nothing. Memcached has nothing to flush.
@@ -470,4 +345,6 @@ impl Backend for MemcachedBackend {
     fn journals_invalidations(&self) -> bool {
         true
     }
+
+    larder_core::forward_backend!(inner);
 }

@@ -45,6 +45,7 @@ use crate::error::{Error, Result};
 
 mod blocking;
 mod capabilities;
+mod forward;
 mod invalidation;
 mod types;
 
