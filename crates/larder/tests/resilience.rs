@@ -430,3 +430,45 @@ async fn ttl_jitter_spreads_expiries_within_ten_percent() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_local_fallback_serves_while_the_circuit_is_open_and_is_dropped_after() {
+    let server = RedisServer::start();
+    no_leaked_tasks(async {
+        let mut config = config(&server.url());
+        config.resilience.breaker_threshold = 1;
+        config.resilience.breaker_open_for = Duration::from_millis(500);
+        config.resilience.local_fallback_entries = 100;
+        let cache = larder::connect(&config).await.unwrap();
+        cache.set("k", &"shared").await.unwrap();
+
+        server.pause();
+        // The first failure opens the circuit; the local cache answers it
+        // and everything after.
+        assert_eq!(cache.get::<String>("k").await.unwrap(), None);
+        assert!(cache.set("k", &"local").await.unwrap(), "written locally");
+        let started = Instant::now();
+        assert_eq!(
+            cache.get::<String>("k").await.unwrap().as_deref(),
+            Some("local")
+        );
+        assert!(started.elapsed() < Duration::from_millis(20));
+
+        // Back: the write made during the outage is replayed as a delete of
+        // the value it replaced, and the local copy is dropped.
+        server.resume();
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(cache.get::<String>("k").await.unwrap(), None);
+        cache.set("k", &"shared again").await.unwrap();
+        assert_eq!(
+            server.cli(&["EXISTS", "svc:v1:k"]),
+            "1",
+            "writes reach Redis again"
+        );
+        assert_eq!(
+            cache.get::<String>("k").await.unwrap().as_deref(),
+            Some("shared again")
+        );
+    })
+    .await;
+}

@@ -11,6 +11,7 @@
 /// use std::sync::Arc;
 /// use larder_core::{Backend, BoxFuture, Result};
 ///
+/// #[derive(Debug)]
 /// struct Named {
 ///     inner: Arc<dyn Backend>,
 /// }
