@@ -238,8 +238,9 @@ fn cargo_deny_installed() -> Result {
 }
 
 /// The facade's features that each pull in one optional larder crate with
-/// `dep:larder-…` (every backend, and the attribute macros), sorted. Codec
-/// features only forward to `larder-core` and are not listed.
+/// `dep:larder-…` (every backend, and the attribute macros) or a metrics
+/// exporter (`dep:metrics-exporter-…`), sorted. Codec features only forward
+/// to `larder-core` and are not listed.
 fn component_features() -> Result<Vec<String>> {
     let path = root().join(FACADE_MANIFEST);
     let text = std::fs::read_to_string(&path)
@@ -259,10 +260,9 @@ fn component_features() -> Result<Vec<String>> {
                 path.display()
             )
         })?;
-        let component = enables
-            .iter()
-            .filter_map(toml::Value::as_str)
-            .any(|item| item.starts_with(COMPONENT_DEP_PREFIX));
+        let component = enables.iter().filter_map(toml::Value::as_str).any(|item| {
+            item.starts_with(COMPONENT_DEP_PREFIX) || item.starts_with("dep:metrics-exporter-")
+        });
         if component {
             features.push(name.clone());
         }

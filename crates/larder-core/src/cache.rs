@@ -22,7 +22,7 @@ use crate::read::{FillOptions, FillPlan, Outcome, ReadThrough};
 use crate::request::{IncrRequest, ReadRequest, SetRequest};
 use crate::resilient::ResilienceConfig;
 use crate::shared::Shared;
-use crate::stats::{Counters, Stats};
+use crate::stats::{Op, Stats};
 
 /// Into how many groups, each with its own jittered TTL, `set_many` splits
 /// a batch.
@@ -266,13 +266,25 @@ impl Cache {
     /// `T` are a miss (and a counted error), never a panic or a wrong value.
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
         let core = self.core();
-        let stored = core.key(key)?;
-        let found = core.fail_open("get", core.backend.get(&stored).await, None)?;
-        Ok(self.decoded(key, found))
+        core.timed(Op::Get, async {
+            let stored = core.key(key)?;
+            let found = core.fail_open("get", core.backend.get(&stored).await, None)?;
+            Ok(self.decoded(key, found))
+        })
+        .await
     }
 
     /// Values of `keys` in the same order, `None` where missing.
     pub async fn get_many<T, K>(&self, keys: &[K]) -> Result<Vec<Option<T>>>
+    where
+        T: DeserializeOwned,
+        K: AsRef<str>,
+    {
+        let core = self.core();
+        core.timed(Op::GetMany, self.get_many_untimed(keys)).await
+    }
+
+    async fn get_many_untimed<T, K>(&self, keys: &[K]) -> Result<Vec<Option<T>>>
     where
         T: DeserializeOwned,
         K: AsRef<str>,
@@ -292,7 +304,7 @@ impl Cache {
             .map(|(key, bytes)| match bytes {
                 Some(b) => core.decode_hit(key.as_ref(), &b),
                 None => {
-                    Counters::add(&core.counters.misses, 1);
+                    core.miss();
                     None
                 }
             })
@@ -333,7 +345,7 @@ impl Cache {
         let found =
             core.fail_open_write("get_delete", core.backend.get_delete(&stored).await, None)?;
         if found.is_some() {
-            Counters::add(&core.counters.deletes, 1);
+            core.counters.deletes.add(1);
         }
         Ok(self.decoded(key, found))
     }
@@ -343,7 +355,7 @@ impl Cache {
         match found {
             Some(bytes) => core.decode_hit(key, &bytes),
             None => {
-                Counters::add(&core.counters.misses, 1);
+                core.miss();
                 None
             }
         }
@@ -376,13 +388,13 @@ impl Cache {
         let core = self.core();
         let stored = core.key(key)?;
         let Some(bytes) = core.fail_open("get", core.backend.get(&stored).await, None)? else {
-            Counters::add(&core.counters.misses, 1);
+            core.miss();
             return Ok(None);
         };
         let parsed = core.observe("decode", codec::parse(bytes))?;
         match parsed.format {
             Format::Raw => {
-                Counters::add(&core.counters.hits, 1);
+                core.counters.hits.add(1);
                 Ok(Some(parsed.payload))
             }
             other => Err(Error::Codec {
@@ -431,6 +443,17 @@ impl Cache {
         T: Serialize,
     {
         let core = self.core();
+        core.timed(Op::SetMany, self.set_many_untimed(entries, options))
+            .await
+    }
+
+    async fn set_many_untimed<K, T, I>(&self, entries: I, options: &SetOptions) -> Result<u64>
+    where
+        I: IntoIterator<Item = (K, T)>,
+        K: AsRef<str>,
+        T: Serialize,
+    {
+        let core = self.core();
         let write = core.write_options_exact(options)?;
         let mut encoded = Vec::new();
         for (key, value) in entries {
@@ -458,7 +481,7 @@ impl Cache {
             let n = core.backend.set_many(group, &options).await;
             written += core.fail_open_write("set_many", n, 0)?;
         }
-        Counters::add(&core.counters.sets, written);
+        core.counters.sets.add(written);
         Ok(written)
     }
 
@@ -470,14 +493,17 @@ impl Cache {
     /// Delete `keys`; returns how many held a value.
     pub async fn delete_many<K: AsRef<str>>(&self, keys: &[K]) -> Result<u64> {
         let core = self.core();
-        let stored = keys
-            .iter()
-            .map(|k| core.key(k.as_ref()))
-            .collect::<Result<Vec<_>>>()?;
-        self.invalidated();
-        let n = core.fail_open_write("delete", core.backend.delete(&stored).await, 0)?;
-        Counters::add(&core.counters.deletes, n);
-        Ok(n)
+        core.timed(Op::Delete, async {
+            let stored = keys
+                .iter()
+                .map(|k| core.key(k.as_ref()))
+                .collect::<Result<Vec<_>>>()?;
+            self.invalidated();
+            let n = core.fail_open_write("delete", core.backend.delete(&stored).await, 0)?;
+            core.counters.deletes.add(n);
+            Ok(n)
+        })
+        .await
     }
 
     /// Whether `key` holds a live value.
@@ -516,16 +542,19 @@ impl Cache {
     /// backend can tell ([`Count::Unknown`] otherwise).
     pub async fn invalidate_tags<S: AsRef<str>>(&self, tags: &[S]) -> Result<Count> {
         let core = self.core();
-        let stored = core.tags(tags)?;
-        self.invalidated();
-        let n = core.fail_open_write(
-            "invalidate_tags",
-            core.backend.invalidate_tags(&stored).await,
-            Count::Unknown,
-        )?;
-        Counters::add(&core.counters.invalidations, 1);
-        Counters::add(&core.counters.deletes, n.exact().unwrap_or(0));
-        Ok(n)
+        core.timed(Op::Invalidate, async {
+            let stored = core.tags(tags)?;
+            self.invalidated();
+            let n = core.fail_open_write(
+                "invalidate_tags",
+                core.backend.invalidate_tags(&stored).await,
+                Count::Unknown,
+            )?;
+            core.counters.tag_invalidations.add(1);
+            core.counters.deletes.add(n.exact().unwrap_or(0));
+            Ok(n)
+        })
+        .await
     }
 
     /// Delete every key carrying `tag`; returns how many, when known.
@@ -537,16 +566,19 @@ impl Cache {
     /// [`crate::glob`]); returns how many, when known.
     pub async fn invalidate_pattern(&self, pattern: &str) -> Result<Count> {
         let core = self.core();
-        let stored = core.namespace.pattern(pattern)?;
-        self.invalidated();
-        let n = core.fail_open_write(
-            "invalidate_pattern",
-            core.backend.delete_matching(&stored).await,
-            Count::Unknown,
-        )?;
-        Counters::add(&core.counters.invalidations, 1);
-        Counters::add(&core.counters.deletes, n.exact().unwrap_or(0));
-        Ok(n)
+        core.timed(Op::Invalidate, async {
+            let stored = core.namespace.pattern(pattern)?;
+            self.invalidated();
+            let n = core.fail_open_write(
+                "invalidate_pattern",
+                core.backend.delete_matching(&stored).await,
+                Count::Unknown,
+            )?;
+            core.counters.pattern_invalidations.add(1);
+            core.counters.deletes.add(n.exact().unwrap_or(0));
+            Ok(n)
+        })
+        .await
     }
 
     /// Up to `limit` keys of this namespace matching `pattern`, without the
@@ -580,14 +612,18 @@ impl Cache {
     /// returns how many keys, when known.
     pub async fn clear(&self) -> Result<Count> {
         let core = self.core();
-        self.invalidated();
-        let n = core.fail_open_write(
-            "clear",
-            core.backend.clear(core.namespace.head()).await,
-            Count::Unknown,
-        )?;
-        Counters::add(&core.counters.deletes, n.exact().unwrap_or(0));
-        Ok(n)
+        core.timed(Op::Clear, async {
+            self.invalidated();
+            let n = core.fail_open_write(
+                "clear",
+                core.backend.clear(core.namespace.head()).await,
+                Count::Unknown,
+            )?;
+            core.counters.clears.add(1);
+            core.counters.deletes.add(n.exact().unwrap_or(0));
+            Ok(n)
+        })
+        .await
     }
 
     /// Keys similar to `query` with their values, best first.
@@ -660,23 +696,26 @@ impl Cache {
         S: Fn(&O) -> Option<O>,
     {
         let core = self.core();
-        match core.key(key) {
-            Ok(stored) => {
-                let plan = FillPlan {
-                    key,
-                    stored: &stored,
-                    tags,
-                    options: fill,
-                    condition,
-                    share,
-                };
-                self.inner.reads.fill(core, plan, loader).await
+        core.timed(Op::Load, async {
+            match core.key(key) {
+                Ok(stored) => {
+                    let plan = FillPlan {
+                        key,
+                        stored: &stored,
+                        tags,
+                        options: fill,
+                        condition,
+                        share,
+                    };
+                    self.inner.reads.fill(core, plan, loader).await
+                }
+                Err(e) => {
+                    core.record_error("read_through", &e);
+                    core.run_loader(loader).await
+                }
             }
-            Err(e) => {
-                core.record_error("read_through", &e);
-                loader().await
-            }
-        }
+        })
+        .await
     }
 
     /// Try to take the distributed lock `name` for `ttl`. `None` when someone
@@ -686,9 +725,17 @@ impl Cache {
         core.observe("lock", lock::take(core, name, ttl).await)
     }
 
-    /// Probe the backend. Never fails: an unreachable backend is reported
-    /// as unhealthy with the error in `details`.
-    pub async fn health(&self) -> HealthReport {
+    /// Whether the backend serves (healthy or degraded): a readiness probe.
+    /// See [`Cache::health_report`] for why.
+    pub async fn health(&self) -> bool {
+        self.health_report().await.is_healthy()
+    }
+
+    /// Probe the backend (every route of a router). Never fails: an
+    /// unreachable backend is reported as unhealthy with the error in
+    /// `reasons`. Degraded means serving with a part missing or recovering
+    /// (a route down, a circuit half-open, invalidations waiting).
+    pub async fn health_report(&self) -> HealthReport {
         let core = self.core();
         let started = Instant::now();
         match core.backend.health().await {

@@ -19,7 +19,7 @@ use crate::key::Namespace;
 use crate::options::{SetOptions, Ttl};
 use crate::payload::Payload;
 use crate::resilient::Fallback;
-use crate::stats::Counters;
+use crate::stats::{Counters, Op};
 use crate::sync::lock;
 
 /// A random number (a fresh hash of a counter and the clock: spread, not
@@ -56,13 +56,14 @@ impl Core {
     ) -> Self {
         let caps = backend.capabilities();
         let namespace = namespace.for_backend(caps.max_key_len, caps.forbidden_key_chars);
+        let counters = Counters::new(backend.label(), namespace.head());
         Core {
             journaled: backend.journals_invalidations(),
             backend,
             caps,
             namespace,
             config,
-            counters: Counters::default(),
+            counters,
             errors: ErrorLog::default(),
             invalidations: AtomicU64::new(0),
         }
@@ -86,7 +87,7 @@ impl Core {
     /// Count and log a failure. Identical failures (same operation, same
     /// kind) are logged once per window with how many were not.
     pub(crate) fn record_error(&self, operation: &str, error: &Error) {
-        Counters::add(&self.counters.errors, 1);
+        self.counters.error(operation, error.kind());
         if let Some(repeated) = self.errors.admit(operation, error.kind(), Instant::now()) {
             let repeated = if repeated > 0 {
                 format!(" ({repeated} more like it in the last {LOG_WINDOW:?} not logged)")
@@ -101,6 +102,31 @@ impl Core {
                 "larder: {error}{repeated}"
             );
         }
+    }
+
+    /// Run `work`, timing it (when sampled) as `op`.
+    pub(crate) async fn timed<T>(&self, op: Op, work: impl Future<Output = T>) -> T {
+        let timing = self.counters.start();
+        let out = work.await;
+        self.counters.finish(op, timing);
+        out
+    }
+
+    /// Run a read-through's loader, counting the run.
+    pub(crate) async fn run_loader<F, Fut>(&self, loader: F) -> Fut::Output
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future,
+    {
+        self.counters.loads.add(1);
+        loader().await
+    }
+
+    /// Count a lookup that found nothing (and report the backend's
+    /// evictions, which are what turn hits into misses).
+    pub(crate) fn miss(&self) {
+        self.counters.misses.add(1);
+        self.counters.evictions(self.backend.evictions());
     }
 
     /// Count and log a failed operation; pass results through.
@@ -125,11 +151,11 @@ impl Core {
     ) -> Option<(T, Option<codec::Header>)> {
         match codec::decode::<T>(bytes) {
             Ok(decoded) => {
-                Counters::add(&self.counters.hits, 1);
+                self.counters.hits.add(1);
                 Some(decoded)
             }
             Err(e) => {
-                Counters::add(&self.counters.misses, 1);
+                self.miss();
                 tracing::debug!(
                     key,
                     "larder: stored value does not decode; treated as a miss"
@@ -202,7 +228,7 @@ impl Core {
             let failed = result.is_err();
             let result = self.fail_open(operation, result, neutral);
             if failed && result.is_ok() {
-                Counters::add(&self.counters.dropped_writes, 1);
+                self.counters.dropped_writes.add(1);
             }
             result
         } else {
@@ -265,6 +291,7 @@ impl Core {
         value: &P,
         options: &SetOptions,
     ) -> Result<bool> {
+        let timing = self.counters.start();
         let stored = self.key(key)?;
         let write = self.write_options(options)?;
         let bytes = self.encode(&stored, value, None)?;
@@ -272,8 +299,9 @@ impl Core {
         let written =
             self.fail_open_write("set", self.backend.set(&stored, bytes, &write).await, false)?;
         if written {
-            Counters::add(&self.counters.sets, 1);
+            self.counters.sets.add(1);
         }
+        self.counters.finish(Op::Set, timing);
         Ok(written)
     }
 }

@@ -52,8 +52,8 @@ use std::time::Duration;
 
 pub use backend::{
     Backend, Blocking, BlockingBackend, BoxFuture, Capabilities, Count, Entry, Expiry, FillGuard,
-    FillStore, FillToken, HealthReport, Invalidation, InvalidationStream, KeyTtl, SetMode,
-    WriteOptions,
+    FillStore, FillToken, HealthReport, HealthStatus, Invalidation, InvalidationStream, KeyTtl,
+    RouteHealth, SetMode, WriteOptions,
 };
 pub use cache::{Cache, CacheBuilder, CacheEntry};
 pub use codec::Codec;
@@ -69,7 +69,7 @@ pub use request::{IncrRequest, ReadRequest, SetRequest};
 pub use resilient::{CircuitState, Fallback, ResilienceConfig, Resilient};
 pub use resource::Resource;
 pub use router::{Router, RouterBuilder};
-pub use stats::Stats;
+pub use stats::{OperationLatency, Stats, names as metric_names};
 
 pub use config::MAX_TTL;
 

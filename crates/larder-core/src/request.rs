@@ -15,6 +15,7 @@ use crate::options::{SetOptions, Ttl};
 pub use crate::payload::{Payload, Raw, Typed};
 use crate::read::{FillOptions, FillPlan, Looked};
 use crate::shared::Shared;
+use crate::stats::Op;
 
 /// A pending `cache.set(key, &value)` (or `set_raw`); configure, then
 /// `.await` it. Resolves to whether the value was written.
@@ -139,15 +140,15 @@ impl<'a> IntoFuture for IncrRequest<'a> {
     type IntoFuture = BoxFuture<'a, Result<i64>>;
 
     fn into_future(self) -> Self::IntoFuture {
-        Box::pin(async move {
-            let core = self.core;
+        let core = self.core;
+        Box::pin(core.timed(Op::Incr, async move {
             let stored = core.key(self.key)?;
             let ttl = core.resolve_ttl(self.ttl)?;
             if self.delta < 0 && !core.caps.signed_counters {
                 return Err(core.backend.unsupported("incr with a negative delta"));
             }
             core.observe("incr", core.backend.incr(&stored, self.delta, ttl).await)
-        })
+        }))
     }
 }
 
@@ -240,8 +241,14 @@ impl<'a> ReadRequest<'a> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = std::result::Result<T, E>>,
     {
-        let stored = self.shared.core.key(self.key)?;
-        self.read_through(&stored, None, loader).await
+        let shared = self.shared;
+        shared
+            .core
+            .timed(Op::Load, async move {
+                let stored = self.shared.core.key(self.key)?;
+                self.read_through(&stored, None, loader).await
+            })
+            .await
     }
 
     /// The read-through with this request's settings, after the lookup
@@ -300,13 +307,27 @@ impl<'a> ReadRequest<'a> {
         Fut: Future<Output = std::result::Result<T, E>> + Send + 'static,
     {
         let shared = self.shared;
+        shared
+            .core
+            .timed(Op::Load, self.load_owned_untimed(loader))
+            .await
+    }
+
+    async fn load_owned_untimed<T, E, F, Fut>(self, loader: F) -> std::result::Result<T, E>
+    where
+        T: Serialize + DeserializeOwned + Send + Sync + 'static,
+        E: From<Error> + Send + Sync + 'static,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = std::result::Result<T, E>> + Send + 'static,
+    {
+        let shared = self.shared;
         let core = &shared.core;
         let stored = core.key(self.key)?;
         let touch = match shared.reads.touch_ttl(core, &self.fill) {
             Ok(t) => t,
             Err(e) => {
                 core.record_error("read_through", &e);
-                return loader().await;
+                return core.run_loader(loader).await;
             }
         };
         let looked = shared

@@ -34,7 +34,7 @@ use bytes::Bytes;
 
 use crate::backend::{
     Backend, BoxFuture, Capabilities, Count, Entry, FillGuard, FillStore, FillToken, HealthReport,
-    KeyTtl, WriteOptions,
+    HealthStatus, KeyTtl, RouteHealth, WriteOptions,
 };
 use crate::error::{Error, Result, RouteFailure};
 use crate::glob::Glob;
@@ -559,31 +559,54 @@ impl Backend for Router {
         self.backend_of(key).set_filled(key, value, options, token)
     }
 
-    /// Healthy when every route is; each route's state is a detail
-    /// (`route.<name>`), failures included, so one failing route never hides
-    /// the others.
+    /// Every route's own report in `routes`. Healthy when every route is;
+    /// unhealthy when the default route (or every route) is; degraded
+    /// otherwise, with a reason naming each route that is not healthy, so
+    /// that one failing route never hides the others.
     fn health(&self) -> BoxFuture<'_, Result<HealthReport>> {
         Box::pin(async move {
             let started = Instant::now();
             let mut report = HealthReport::healthy("router", self.label.clone(), Duration::ZERO);
+            let mut serving = 0;
+            let mut total = 0;
             for route in self.all() {
                 let probe = Instant::now();
-                let (healthy, what) = match route.backend.health().await {
-                    Ok(r) if r.healthy => (true, format!("healthy, {:?}", r.latency)),
-                    Ok(r) => (
-                        false,
-                        r.details
-                            .iter()
-                            .find(|(k, _)| k == "error")
-                            .map_or("unhealthy".to_owned(), |(_, v)| format!("unhealthy: {v}")),
+                let routed = match route.backend.health().await {
+                    Ok(r) => r,
+                    Err(e) => HealthReport::unhealthy(
+                        route.backend.kind(),
+                        route.backend.label(),
+                        probe.elapsed(),
+                        e,
                     ),
-                    Err(e) => (false, format!("unhealthy after {:?}: {e}", probe.elapsed())),
                 };
-                report.healthy &= healthy;
+                total += 1;
+                let default = route.prefix.is_empty();
+                let name = if default {
+                    "the default route".to_owned()
+                } else {
+                    format!("route {} ({:?})", route.name, route.prefix)
+                };
+                let why = routed.reasons.join("; ");
+                if routed.is_healthy() {
+                    serving += 1;
+                    if routed.status != HealthStatus::Healthy {
+                        report = report.degrade(format!("{name} is degraded: {why}"));
+                    }
+                } else if default {
+                    report = report.fail(format!("{name} is unhealthy: {why}"));
+                } else {
+                    report = report.degrade(format!("{name} is unhealthy: {why}"));
+                }
                 report = report.detail(
                     format!("route.{}", route.name),
-                    format!("{} ({})", what, route.backend.label()),
+                    format!("{} ({})", routed.status, route.backend.label()),
                 );
+                let route = RouteHealth::new(route.name.clone(), route.prefix.clone(), routed);
+                report.routes.push(route);
+            }
+            if serving == 0 && total > 0 && report.status != HealthStatus::Unhealthy {
+                report = report.fail("no route is serving");
             }
             report.latency = started.elapsed();
             Ok(report)

@@ -210,20 +210,20 @@ impl BlockingBackend for Memcached {
         }
         let latency = started.elapsed();
         let servers = self.cluster.servers.len();
-        let mut report = if failures.is_empty() {
-            HealthReport::healthy(BACKEND, self.label.clone(), latency)
-        } else {
-            HealthReport::unhealthy(
-                BACKEND,
-                self.label.clone(),
-                latency,
-                format!(
-                    "{} of {servers} servers unreachable ({}): their keys read as misses",
-                    failures.len(),
-                    failures.join(", ")
-                ),
-            )
-        };
+        let mut report = HealthReport::healthy(BACKEND, self.label.clone(), latency);
+        if !failures.is_empty() {
+            let why = format!(
+                "{} of {servers} servers unreachable ({}): their keys read as misses",
+                failures.len(),
+                failures.join(", ")
+            );
+            // Keys on the other servers are still served.
+            report = if failures.len() < servers {
+                report.degrade(why)
+            } else {
+                report.fail(why)
+            };
+        }
         report = report
             .detail("servers", servers)
             .detail("item_size_max", self.cluster.item_size_max())

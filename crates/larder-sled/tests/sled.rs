@@ -824,7 +824,7 @@ fn url_label_and_health() {
         let caps = backend.capabilities();
         assert!(caps.persistent && !caps.shared && caps.exact_counts);
         let health = backend.health().await.unwrap();
-        assert!(health.healthy, "{health:?}");
+        assert!(health.is_healthy(), "{health:?}");
         assert!(
             health
                 .details
@@ -839,6 +839,6 @@ fn url_label_and_health() {
         assert_eq!(backend.ttl("svc:v1:n").await.unwrap(), KeyTtl::Persistent);
         backend.close().await.unwrap();
         let health = backend.health().await.unwrap();
-        assert!(!health.healthy);
+        assert!(!health.is_healthy());
     });
 }

@@ -125,7 +125,7 @@ impl Harness {
 
     /// Whether the backend answers its health probe.
     pub async fn health_ok(&self) -> bool {
-        self.backend.health().await.is_ok_and(|r| r.healthy)
+        self.backend.health().await.is_ok_and(|r| r.is_healthy())
     }
 
     /// See [`Factory::trim`].

@@ -38,14 +38,17 @@
 pub use larder_core::{
     Backend, Blocking, BlockingBackend, BoxFuture, Cache, CacheBuilder, CacheConfig, CacheEntry,
     Capabilities, Codec, Count, Entry, Error, Expiry, FillGuard, FillStore, FillToken, FuzzyMatch,
-    FuzzyOptions, HealthReport, IncrRequest, Invalidation, InvalidationStream, KeyTtl, Lock,
-    MAX_FILL_AGE, MAX_TTL, ReadRequest, Result, RouteConfig, RouteFailure, Router, RouterBuilder,
-    SetMode, SetOptions, SetRequest, Stats, Ttl, TtlBucket, WriteOptions,
+    FuzzyOptions, HealthReport, HealthStatus, IncrRequest, Invalidation, InvalidationStream,
+    KeyTtl, Lock, MAX_FILL_AGE, MAX_TTL, OperationLatency, ReadRequest, Result, RouteConfig,
+    RouteFailure, RouteHealth, Router, RouterBuilder, SetMode, SetOptions, SetRequest, Stats, Ttl,
+    TtlBucket, WriteOptions,
 };
 #[doc(inline)]
 pub use larder_core::{CircuitState, Fallback, ResilienceConfig, Resilient};
 #[doc(inline)]
-pub use larder_core::{codec, config, frame, glob, key, migrate, request, resilient, sync, url};
+pub use larder_core::{
+    codec, config, frame, glob, key, metric_names, migrate, request, resilient, sync, url,
+};
 
 #[cfg(feature = "memory")]
 #[doc(inline)]
@@ -78,6 +81,8 @@ pub use larder_core::{
 
 #[doc(hidden)]
 pub mod __private;
+#[cfg(any(feature = "prometheus", feature = "statsd"))]
+pub mod exporters;
 mod open;
 
 pub use open::{DEFAULT_URL, connect, from_env, open, open_backend};
@@ -104,4 +109,7 @@ mod guide {
     struct Resilience;
     #[doc = include_str!("../../../docs/backends.md")]
     struct Backends;
+    #[cfg(all(feature = "prometheus", feature = "statsd"))]
+    #[doc = include_str!("../../../docs/observability.md")]
+    struct Observability;
 }

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use larder::{Cache, CacheConfig};
+use larder::{Cache, CacheConfig, HealthStatus};
 use larder_testkit::memcached::MemcachedServer;
 use larder_testkit::redis::RedisServer;
 
@@ -78,8 +78,9 @@ async fn three_backends_by_longest_prefix() {
     }
 
     // Health names each route.
-    let health = cache.health().await;
-    assert!(health.healthy, "{health:?}");
+    let health = cache.health_report().await;
+    assert_eq!(health.status, HealthStatus::Healthy, "{health:?}");
+    assert_eq!(health.routes.len(), 3, "{health:?}");
     for route in ["route.default", "route.users", "route.sessions"] {
         assert!(
             health.details.iter().any(|(name, _)| name == route),
@@ -111,8 +112,16 @@ async fn three_backends_by_longest_prefix() {
     cache.invalidate_tag("t").await.unwrap();
     assert!(!cache.exists("user:session:2").await.unwrap());
     assert!(!cache.exists("other:2").await.unwrap());
-    let health = cache.health().await;
-    assert!(!health.healthy);
+    let health = cache.health_report().await;
+    assert_eq!(
+        health.status,
+        HealthStatus::Degraded,
+        "one route down, the default serving: {health:?}"
+    );
+    assert!(
+        health.reasons.iter().any(|r| r.contains("\"user:\"")),
+        "the reason names the route: {health:?}"
+    );
     let users = health
         .details
         .iter()
@@ -132,7 +141,7 @@ async fn three_backends_by_longest_prefix() {
     // replays the invalidation it missed, then serves again.
     memcached.restart();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !cache.health().await.healthy {
+    while !cache.health().await {
         assert!(
             std::time::Instant::now() < deadline,
             "memcached never came back"

@@ -53,7 +53,8 @@ pub use blocking::{Blocking, BlockingBackend};
 pub use capabilities::{Capabilities, FillGuard};
 pub use invalidation::{Invalidation, InvalidationStream};
 pub use types::{
-    Count, Entry, Expiry, FillStore, FillToken, HealthReport, KeyTtl, SetMode, WriteOptions,
+    Count, Entry, Expiry, FillStore, FillToken, HealthReport, HealthStatus, KeyTtl, RouteHealth,
+    SetMode, WriteOptions,
 };
 
 /// A boxed, `Send` future: the return type of every [`Backend`] operation.

@@ -216,22 +216,81 @@ impl fmt::Display for Count {
     }
 }
 
+/// A backend's (or a cache's) health, from best to worst.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum HealthStatus {
+    /// Everything answered.
+    Healthy,
+    /// Serving, with a part missing or recovering: a route down, a circuit
+    /// half-open, invalidations waiting to be replayed.
+    Degraded,
+    /// Not serving: the probe failed, or the circuit is open.
+    Unhealthy,
+}
+
+impl HealthStatus {
+    /// `healthy`, `degraded` or `unhealthy`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            HealthStatus::Healthy => "healthy",
+            HealthStatus::Degraded => "degraded",
+            HealthStatus::Unhealthy => "unhealthy",
+        }
+    }
+}
+
+impl fmt::Display for HealthStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// Whether a backend answered its health probe, and what it says about
 /// itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct HealthReport {
-    /// Backend kind (`memory`, `redis`).
+    /// Backend kind (`memory`, `redis`, `router`).
     pub backend: &'static str,
     /// The backend instance's label (`redis@cache.internal:6379`).
     pub label: String,
-    /// `true` when the backend answered.
-    pub healthy: bool,
+    /// Healthy, degraded or unhealthy.
+    pub status: HealthStatus,
+    /// Why the status is not healthy, one line each (the error of a failed
+    /// probe, an open circuit, a route down). Empty when healthy.
+    pub reasons: Vec<String>,
     /// Round-trip time of the probe.
     pub latency: Duration,
-    /// Extra facts (pool state, server version, entry counts), as
-    /// name/value. Never a secret.
+    /// Extra facts (pool state, server version, entry counts, circuit
+    /// state), as name/value. Never a secret.
     pub details: Vec<(String, String)>,
+    /// The report of each route of a router, in routing order (empty for
+    /// other backends).
+    pub routes: Vec<RouteHealth>,
+}
+
+/// The health of one route of a router.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RouteHealth {
+    /// The route's name (`default` for the default route).
+    pub name: String,
+    /// The key prefix it serves (`""` for the default route).
+    pub prefix: String,
+    /// The route's backend's report.
+    pub report: HealthReport,
+}
+
+impl RouteHealth {
+    /// The report of route `name`, serving `prefix`.
+    pub fn new(name: impl Into<String>, prefix: impl Into<String>, report: HealthReport) -> Self {
+        RouteHealth {
+            name: name.into(),
+            prefix: prefix.into(),
+            report,
+        }
+    }
 }
 
 impl HealthReport {
@@ -240,9 +299,11 @@ impl HealthReport {
         HealthReport {
             backend,
             label: label.into(),
-            healthy: true,
+            status: HealthStatus::Healthy,
+            reasons: Vec::new(),
             latency,
             details: Vec::new(),
+            routes: Vec::new(),
         }
     }
 
@@ -253,19 +314,43 @@ impl HealthReport {
         latency: Duration,
         error: impl fmt::Display,
     ) -> Self {
-        HealthReport {
-            backend,
-            label: label.into(),
-            healthy: false,
-            latency,
-            details: vec![("error".to_owned(), error.to_string())],
-        }
+        HealthReport::healthy(backend, label, latency).fail(error)
+    }
+
+    /// Whether the backend serves: healthy or degraded.
+    pub fn is_healthy(&self) -> bool {
+        self.status != HealthStatus::Unhealthy
     }
 
     /// Add one fact.
     #[must_use]
     pub fn detail(mut self, name: impl Into<String>, value: impl fmt::Display) -> Self {
         self.details.push((name.into(), value.to_string()));
+        self
+    }
+
+    /// The value of detail `name`, if present.
+    pub fn detail_of(&self, name: &str) -> Option<&str> {
+        self.details
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Mark the report degraded (unless it is worse already) because of
+    /// `reason`.
+    #[must_use]
+    pub fn degrade(mut self, reason: impl fmt::Display) -> Self {
+        self.status = self.status.max(HealthStatus::Degraded);
+        self.reasons.push(reason.to_string());
+        self
+    }
+
+    /// Mark the report unhealthy because of `reason`.
+    #[must_use]
+    pub fn fail(mut self, reason: impl fmt::Display) -> Self {
+        self.status = HealthStatus::Unhealthy;
+        self.reasons.push(reason.to_string());
         self
     }
 }

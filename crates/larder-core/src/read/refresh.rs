@@ -23,7 +23,6 @@ use super::through::{FillPlan, ReadThrough};
 use super::{FillOptions, Outcome};
 use crate::core::Core;
 use crate::lock::{self, Lock};
-use crate::stats::Counters;
 use crate::sync::lock as lock_mutex;
 
 /// The right to refresh one key; dropping it lets another caller claim it.
@@ -123,7 +122,7 @@ impl ReadThrough {
         C: FnOnce(&O::Subject) -> bool,
         S: Fn(&O) -> Option<O>,
     {
-        Counters::add(&core.counters.refreshes, 1);
+        core.counters.refreshes.add(1);
         let lifetimes = match self.lifetimes(core, plan.options) {
             Ok(l) => l,
             Err(e) => {
@@ -136,7 +135,7 @@ impl ReadThrough {
             .lead(core, plan, &lifetimes, true, loader, &mut unshared)
             .await;
         if outcome.value().is_none() {
-            Counters::add(&core.counters.stale, 1);
+            core.counters.stale.add(1);
             tracing::debug!("larder: a refresh failed; the current value is served on");
             return None;
         }

@@ -17,7 +17,6 @@ use crate::error::Error;
 use crate::flight::{Flights, Produced};
 use crate::lock::{self, Lock};
 use crate::recache;
-use crate::stats::Counters;
 
 /// One read-through call, as the caller describes it.
 pub(crate) struct FillPlan<'a, T, C, S> {
@@ -111,7 +110,7 @@ impl ReadThrough {
             Ok(t) => t,
             Err(e) => {
                 core.record_error("read_through", &e);
-                return loader().await;
+                return core.run_loader(loader).await;
             }
         };
         let mut first = first;
@@ -135,7 +134,7 @@ impl ReadThrough {
                     }
                     // The backend is failing: load, and ask nothing more of
                     // it, so that an outage costs one timeout.
-                    Looked::Failed => return loader().await,
+                    Looked::Failed => return core.run_loader(loader).await,
                     Looked::Miss => {}
                 }
             }
@@ -144,7 +143,7 @@ impl ReadThrough {
                 Ok(l) => l,
                 Err(e) => {
                     core.record_error("read_through", &e);
-                    return loader().await;
+                    return core.run_loader(loader).await;
                 }
             };
             let ticket = self.flights.join(plan.stored);
@@ -163,11 +162,13 @@ impl ReadThrough {
                         continue;
                     }
                     if let Some(value) = decode::<O::Value>(bytes) {
+                        core.counters.joins.add(1);
                         return O::from_stored(value);
                     }
                 }
                 Some(Produced::Failure(outcome)) => {
                     if let Some(outcome) = outcome.downcast_ref::<O>().and_then(&plan.share) {
+                        core.counters.joins.add(1);
                         return outcome;
                     }
                 }
@@ -240,11 +241,11 @@ impl ReadThrough {
                 Looked::Hit { value, due }
             }
             Ok(None) => {
-                Counters::add(&core.counters.misses, 1);
+                core.miss();
                 Looked::Miss
             }
             Err(e) => {
-                Counters::add(&core.counters.misses, 1);
+                core.miss();
                 core.record_error("get", &e);
                 Looked::Failed
             }
@@ -329,7 +330,7 @@ impl ReadThrough {
             },
             false => None,
         };
-        let outcome = loader().await;
+        let outcome = core.run_loader(loader).await;
         let load_time = load_started.elapsed();
         let target = Target {
             key: stored,
@@ -425,7 +426,7 @@ impl ReadThrough {
             .await
         {
             Ok(FillStore::Stored) => {
-                Counters::add(&core.counters.sets, 1);
+                core.counters.sets.add(1);
                 Stored::Yes(encoded)
             }
             Ok(_) => Stored::Refused,

@@ -46,6 +46,9 @@ pub(crate) struct Breaker {
     threshold: u32,
     failure_rate: f64,
     open_for: Duration,
+    /// `larder_circuit_state` and `larder_circuit_opened_total`.
+    gauge: metrics::Gauge,
+    opened: metrics::Counter,
 }
 
 impl Breaker {
@@ -59,6 +62,29 @@ impl Breaker {
             threshold: threshold.max(1),
             failure_rate,
             open_for,
+            gauge: metrics::Gauge::noop(),
+            opened: metrics::Counter::noop(),
+        }
+    }
+
+    /// Report state changes as metrics labelled `backend` = `label`.
+    pub(crate) fn with_metrics(mut self, label: &str) -> Self {
+        use crate::stats::names;
+        self.gauge = metrics::gauge!(names::CIRCUIT_STATE, "backend" => label.to_owned());
+        self.opened = metrics::counter!(names::CIRCUIT_OPENED, "backend" => label.to_owned());
+        self.gauge.set(0.0);
+        self
+    }
+
+    /// Note a state change for the metrics.
+    fn entered(&self, state: CircuitState) {
+        self.gauge.set(match state {
+            CircuitState::Closed => 0.0,
+            CircuitState::HalfOpen => 1.0,
+            CircuitState::Open => 2.0,
+        });
+        if state == CircuitState::Open {
+            self.opened.increment(1);
         }
     }
 
@@ -80,6 +106,7 @@ impl Breaker {
             State::Open { until } if Instant::now() < *until => Admission::Rejected,
             State::Open { .. } => {
                 *state = State::HalfOpen { probing: true };
+                self.entered(CircuitState::HalfOpen);
                 Admission::Probe
             }
             State::HalfOpen { probing: true } => Admission::Rejected,
@@ -109,11 +136,13 @@ impl Breaker {
                     recent: VecDeque::new(),
                 };
                 self.clean.store(true, Ordering::Release);
+                self.entered(CircuitState::Closed);
             }
             (Admission::Probe, Some(false)) => {
                 *state = State::Open {
                     until: Instant::now() + self.open_for,
                 };
+                self.entered(CircuitState::Open);
             }
             (Admission::Probe, None) => {
                 if let State::HalfOpen { probing } = &mut *state {
@@ -147,6 +176,7 @@ impl Breaker {
                     *state = State::Open {
                         until: Instant::now() + self.open_for,
                     };
+                    self.entered(CircuitState::Open);
                 } else if failures == 0 {
                     recent.clear();
                     self.clean.store(true, Ordering::Release);

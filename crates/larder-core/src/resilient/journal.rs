@@ -47,6 +47,8 @@ pub(crate) struct Journal {
     /// it).
     len: AtomicUsize,
     capacity: usize,
+    /// `larder_pending_invalidations`.
+    gauge: metrics::Gauge,
 }
 
 impl Journal {
@@ -55,7 +57,18 @@ impl Journal {
             pending: Mutex::new(VecDeque::new()),
             len: AtomicUsize::new(0),
             capacity: capacity.max(1),
+            gauge: metrics::Gauge::noop(),
         }
+    }
+
+    /// Report the journal's length as a gauge labelled `backend` = `label`.
+    pub(crate) fn with_metrics(mut self, label: &str) -> Self {
+        self.gauge = metrics::gauge!(
+            crate::stats::names::PENDING_INVALIDATIONS,
+            "backend" => label.to_owned()
+        );
+        self.gauge.set(0.0);
+        self
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -78,6 +91,7 @@ impl Journal {
             queue.extend(namespaces.into_iter().map(Pending::Clear));
         }
         self.len.store(queue.len(), Ordering::Release);
+        self.gauge.set(queue.len() as f64);
     }
 
     /// The oldest invalidation, to replay.
@@ -93,6 +107,7 @@ impl Journal {
             queue.pop_front();
         }
         self.len.store(queue.len(), Ordering::Release);
+        self.gauge.set(queue.len() as f64);
     }
 }
 

@@ -104,10 +104,11 @@ impl Resilient {
                 config.breaker_threshold,
                 config.breaker_failure_rate,
                 config.breaker_open_for,
-            ),
+            )
+            .with_metrics(inner.label()),
             replayer: Arc::new(Replayer::new(
                 inner.clone(),
-                Journal::new(JOURNAL_CAPACITY),
+                Journal::new(JOURNAL_CAPACITY).with_metrics(inner.label()),
                 config.bulk_timeout.max(config.timeout),
             )),
             permits: Semaphore::new(config.max_concurrency.max(1)),
@@ -603,11 +604,21 @@ impl Backend for Resilient {
                 ),
             };
             let circuit = self.circuit();
+            let pending = self.replayer.journal.len();
             let mut report = report
                 .detail("circuit", circuit.name())
-                .detail("pending_invalidations", self.replayer.journal.len());
-            if circuit == CircuitState::Open {
-                report.healthy = false;
+                .detail("pending_invalidations", pending);
+            match circuit {
+                CircuitState::Open => report = report.fail("the circuit is open"),
+                CircuitState::HalfOpen => {
+                    report = report.degrade("the circuit is half-open (probing)");
+                }
+                CircuitState::Closed => {}
+            }
+            if pending > 0 {
+                report = report.degrade(format!(
+                    "{pending} invalidations wait to be replayed (reads miss until they are)"
+                ));
             }
             Ok(report)
         })

@@ -990,8 +990,8 @@ pub async fn lock_is_exclusive_and_token_checked(h: &Harness) {
 
 /// The health probe answers.
 pub async fn health_is_ok(h: &Harness) {
-    let report = h.cache().health().await;
-    assert!(report.healthy, "{report:?}");
+    let report = h.cache().health_report().await;
+    assert!(report.is_healthy(), "{report:?}");
     assert_eq!(report.backend, h.backend().kind());
     assert_eq!(report.label, h.backend().label());
 }
