@@ -26,6 +26,8 @@ const SERVERS: &[(&str, &str)] = &[
     ("redis-cli", "redis-tools"),
     ("memcached", "memcached"),
     ("openssl", "openssl"),
+    // `larder monitor` is tested on a real terminal under tmux.
+    ("tmux", "tmux"),
 ];
 
 /// The facade crate, whose feature combinations are each built on their own.
@@ -151,7 +153,7 @@ fn servers() -> Result {
         .filter(|(program, _)| !on_path(program))
         .collect();
     if missing.is_empty() {
-        eprintln!("setup: redis-server, redis-cli, memcached and openssl are installed");
+        eprintln!("setup: redis-server, redis-cli, memcached, openssl and tmux are installed");
         return Ok(());
     }
     let mut packages: Vec<&str> = missing.iter().map(|(_, p)| *p).collect();
@@ -161,7 +163,7 @@ fn servers() -> Result {
     if !debian {
         return Err(format!(
             "missing {}: install the packages {} with your system's package manager \
-             (macOS: brew install redis memcached), then run `cargo xtask test` again",
+             (macOS: brew install redis memcached tmux), then run `cargo xtask test` again",
             programs.join(", "),
             packages.join(" ")
         ));

@@ -189,19 +189,63 @@ impl BlockingBackend for Memcached {
 
     fn health(&self) -> Result<HealthReport> {
         let started = Instant::now();
+        /// Server counters summed over the servers, for `larder stats` and
+        /// `larder monitor`.
+        const FIGURES: &[&str] = &[
+            "get_hits",
+            "get_misses",
+            "cmd_get",
+            "cmd_set",
+            "curr_items",
+            "bytes",
+            "evictions",
+            "curr_connections",
+        ];
+        /// `stats` over the text protocol on a short-lived connection (the
+        /// pooled client speaks the binary protocol); `None` when the
+        /// server does not answer it.
+        fn counters(address: &str, timeout: Duration) -> Option<Vec<(usize, u64)>> {
+            use std::io::{Read, Write};
+            use std::net::ToSocketAddrs;
+            let addr = address.to_socket_addrs().ok()?.next()?;
+            let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout).ok()?;
+            stream.set_read_timeout(Some(timeout)).ok()?;
+            stream.set_write_timeout(Some(timeout)).ok()?;
+            stream.write_all(b"stats\r\nquit\r\n").ok()?;
+            let mut reply = String::new();
+            stream.read_to_string(&mut reply).ok()?;
+            let found = reply
+                .lines()
+                .filter_map(|line| {
+                    let mut parts = line.strip_prefix("STAT ")?.split_whitespace();
+                    let name = parts.next()?;
+                    let index = FIGURES.iter().position(|f| *f == name)?;
+                    Some((index, parts.next()?.parse().ok()?))
+                })
+                .collect();
+            Some(found)
+        }
         let mut details = Vec::new();
         let mut failures = Vec::new();
+        let mut sums: [Option<u64>; FIGURES.len()] = [None; FIGURES.len()];
         for server in &self.cluster.servers {
             let probe = Instant::now();
             let answer = server.conn("health").and_then(|mut conn| conn.version());
             match answer {
-                Ok(version) => details.push((
-                    server.address.clone(),
-                    format!(
-                        "up, memcached {version}, {} us",
-                        probe.elapsed().as_micros()
-                    ),
-                )),
+                Ok(version) => {
+                    details.push((
+                        server.address.clone(),
+                        format!(
+                            "up, memcached {version}, {} us",
+                            probe.elapsed().as_micros()
+                        ),
+                    ));
+                    let timeout = self.cluster.config.timeout;
+                    for (index, value) in counters(&server.address, timeout).unwrap_or_default() {
+                        let sum = &mut sums[index];
+                        *sum = Some(sum.unwrap_or(0) + value);
+                    }
+                }
                 Err(e) => {
                     details.push((server.address.clone(), format!("down: {e}")));
                     failures.push(server.address.clone());
@@ -230,6 +274,11 @@ impl BlockingBackend for Memcached {
             .detail("pool", self.cluster.config.pool);
         for (name, state) in details {
             report = report.detail(name, state);
+        }
+        for (name, sum) in FIGURES.iter().zip(sums) {
+            if let Some(sum) = sum {
+                report = report.detail(*name, sum);
+            }
         }
         Ok(report)
     }

@@ -396,6 +396,40 @@ impl Backend for RedisBackend {
             if let Some(version) = self.inner.client().server_version() {
                 report = report.detail("server_version", version);
             }
+            // Server counters for `larder stats` and `larder monitor`. On a
+            // cluster INFO speaks for one node, so it is left out there; a
+            // user whose ACL forbids INFO gets the report without them.
+            if !matches!(config.topology, Topology::Cluster { .. })
+                && let Ok(info) = self.inner.call::<String>("INFO", Vec::new()).await
+            {
+                const FIGURES: &[&str] = &[
+                    "keyspace_hits",
+                    "keyspace_misses",
+                    "total_commands_processed",
+                    "instantaneous_ops_per_sec",
+                    "used_memory",
+                    "connected_clients",
+                    "evicted_keys",
+                    "expired_keys",
+                ];
+                let mut keys: u64 = 0;
+                for line in info.lines() {
+                    let Some((name, value)) = line.trim_end().split_once(':') else {
+                        continue;
+                    };
+                    if FIGURES.contains(&name) {
+                        report = report.detail(name, value);
+                    } else if name.starts_with("db") {
+                        // `db0:keys=5,expires=2,avg_ttl=0`
+                        keys += value
+                            .split(',')
+                            .find_map(|kv| kv.strip_prefix("keys="))
+                            .and_then(|n| n.parse::<u64>().ok())
+                            .unwrap_or(0);
+                    }
+                }
+                report = report.detail("keys", keys);
+            }
             Ok(report)
         })
     }
