@@ -21,6 +21,7 @@ use crate::payload::{Raw, Typed};
 use crate::read::{FillOptions, FillPlan, Outcome, ReadThrough};
 use crate::request::{IncrRequest, ReadRequest, SetRequest};
 use crate::resilient::ResilienceConfig;
+use crate::seal::{KeyRing, Sealer};
 use crate::shared::Shared;
 use crate::stats::{Op, Stats};
 
@@ -126,10 +127,55 @@ impl CacheBuilder {
         self
     }
 
-    /// Largest encoded value accepted (default 32 MiB, or less when the
-    /// backend has a lower limit).
+    /// Largest serialized value accepted (default 8 MiB, or less when the
+    /// backend has a lower limit); also the most a compressed value may
+    /// decompress to.
     pub fn max_value_size(mut self, bytes: usize) -> Self {
         self.config.max_value_size = bytes;
+        self
+    }
+
+    /// Most tags one write may carry (default 64).
+    pub fn max_tags(mut self, tags: usize) -> Self {
+        self.config.max_tags = tags;
+        self
+    }
+
+    /// Longest tag accepted, in bytes (default 1 KiB).
+    pub fn max_tag_length(mut self, bytes: usize) -> Self {
+        self.config.max_tag_length = bytes;
+        self
+    }
+
+    /// Sign new values with the first of `keys` (HMAC-SHA256, bound to the
+    /// stored key) and accept values signed with any of them; values that
+    /// are not signed or encrypted are then refused (a miss plus an
+    /// `integrity` error). See `docs/security.md`.
+    pub fn signing_keys(mut self, keys: KeyRing) -> Self {
+        self.config.security.signing_keys = keys;
+        self
+    }
+
+    /// Encrypt new values with the first of `keys` (AES-256-GCM, 32-byte
+    /// keys, the stored key as associated data) and decrypt with any of
+    /// them. Encryption authenticates values as signing does.
+    pub fn encryption_keys(mut self, keys: KeyRing) -> Self {
+        self.config.security.encryption_keys = keys;
+        self
+    }
+
+    /// Accept values neither signed nor encrypted although keys are
+    /// configured (default off): for rolling signing out over a cache that
+    /// already holds unsigned values.
+    pub fn allow_unsigned(mut self, allow: bool) -> Self {
+        self.config.security.allow_unsigned = allow;
+        self
+    }
+
+    /// Compress payloads of at least this many bytes (default 1 KiB);
+    /// `None` turns compression off.
+    pub fn compress_min_size(mut self, bytes: Option<usize>) -> Self {
+        self.config.security.compress_min_size = bytes;
         self
     }
 
@@ -172,13 +218,14 @@ impl CacheBuilder {
         if let Some(limit) = caps.max_value_size {
             config.max_value_size = config.max_value_size.min(limit);
         }
+        let sealer = Sealer::new(&config.security, config.max_value_size)?;
         let owns_backend = Arc::strong_count(&backend) == 1 && Arc::weak_count(&backend) == 0;
         let backend = crate::resilient::wrap(backend, &config.resilience, self.local_fallback);
         let namespace = Namespace::new(&config.prefix, &config.version)?
             .with_max_key_length(config.max_key_length);
         Ok(Cache {
             inner: Arc::new(Shared {
-                core: Core::new(backend, namespace, config),
+                core: Core::new(backend, namespace, config, sealer),
                 reads: ReadThrough::default(),
                 owns_backend,
             }),
@@ -269,7 +316,7 @@ impl Cache {
         core.timed(Op::Get, async {
             let stored = core.key(key)?;
             let found = core.fail_open("get", core.backend.get(&stored).await, None)?;
-            Ok(self.decoded(key, found))
+            Ok(self.decoded(key, &stored, found))
         })
         .await
     }
@@ -300,9 +347,9 @@ impl Cache {
         };
         Ok(keys
             .iter()
-            .zip(found)
-            .map(|(key, bytes)| match bytes {
-                Some(b) => core.decode_hit(key.as_ref(), &b),
+            .zip(stored.iter().zip(found))
+            .map(|(key, (stored, bytes))| match bytes {
+                Some(b) => core.decode_hit(key.as_ref(), stored, &b),
                 None => {
                     core.miss();
                     None
@@ -332,7 +379,7 @@ impl Cache {
             }
             found
         };
-        Ok(self.decoded(key, found))
+        Ok(self.decoded(key, &stored, found))
     }
 
     /// The value under `key`, deleted by the same step: no other caller can
@@ -347,13 +394,18 @@ impl Cache {
         if found.is_some() {
             core.counters.deletes.add(1);
         }
-        Ok(self.decoded(key, found))
+        Ok(self.decoded(key, &stored, found))
     }
 
-    fn decoded<T: DeserializeOwned>(&self, key: &str, found: Option<Bytes>) -> Option<T> {
+    fn decoded<T: DeserializeOwned>(
+        &self,
+        key: &str,
+        stored: &str,
+        found: Option<Bytes>,
+    ) -> Option<T> {
         let core = self.core();
         match found {
-            Some(bytes) => core.decode_hit(key, &bytes),
+            Some(bytes) => core.decode_hit(key, stored, &bytes),
             None => {
                 core.miss();
                 None
@@ -371,7 +423,12 @@ impl Cache {
         else {
             return Ok(None);
         };
-        let parsed = core.observe("get_entry", codec::parse(entry.value))?;
+        // A value that fails its integrity check is not shown: a miss.
+        let Ok(value) = core.observe("get_entry", core.open_bytes(&stored, entry.value)) else {
+            core.miss();
+            return Ok(None);
+        };
+        let parsed = core.observe("get_entry", codec::parse(value))?;
         Ok(Some(CacheEntry {
             format: parsed.format,
             payload: parsed.payload,
@@ -388,6 +445,10 @@ impl Cache {
         let core = self.core();
         let stored = core.key(key)?;
         let Some(bytes) = core.fail_open("get", core.backend.get(&stored).await, None)? else {
+            core.miss();
+            return Ok(None);
+        };
+        let Ok(bytes) = core.observe("decode", core.open_bytes(&stored, bytes)) else {
             core.miss();
             return Ok(None);
         };
@@ -454,12 +515,12 @@ impl Cache {
         T: Serialize,
     {
         let core = self.core();
-        let write = core.write_options_exact(options)?;
+        let write = core.write_options_exact("(set_many)", options)?;
         let mut encoded = Vec::new();
         for (key, value) in entries {
             let stored = core.key(key.as_ref())?;
             let bytes = codec::encode(core.config.codec, &value, None)?;
-            core.check_size(&stored, &bytes)?;
+            let bytes = core.seal(&stored, bytes)?;
             encoded.push((stored, bytes));
         }
         if encoded.is_empty() {

@@ -7,7 +7,7 @@
 //! | 0..2 | magic `0xFF 'L'` (0xFF never starts UTF-8 text or JSON) |
 //! | 2 | envelope format version (1) |
 //! | 3 | codec id (0 raw bytes, 1 JSON, 2 MessagePack, 3 postcard, 4 bincode) |
-//! | 4 | flags (1 compressed, 2 encrypted, 4 signed) |
+//! | 4 | flags (1 compressed, 2 encrypted, 4 signed; see [`crate::seal`]) |
 //! | 5..8 | how long the value took to load, in milliseconds (24 bits, saturating); 0 = unknown |
 //! | 8..16 | `fresh_until`, milliseconds since the Unix epoch, little endian; 0 = none |
 //!
@@ -16,6 +16,10 @@
 //! Raw values (`Cache::set_raw`) carry their bytes unchanged after the
 //! header. Counters written by `incr` are plain decimal text without a
 //! header and decode as integers. No codec can run code on decode.
+//!
+//! A value with flags set is sealed: [`crate::seal::Sealer::open`] verifies,
+//! decrypts and decompresses it back into a plain envelope (flags 0) that
+//! [`decode`] and [`parse`] read; they refuse sealed bytes.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -26,7 +30,7 @@ use crate::error::{Error, Result};
 
 /// Length of the envelope header.
 pub const HEADER_LEN: usize = 16;
-const MAGIC: [u8; 2] = [0xFF, b'L'];
+pub(crate) const MAGIC: [u8; 2] = [0xFF, b'L'];
 const FORMAT_VERSION: u8 = 1;
 
 /// Envelope flag: payload is compressed.
@@ -288,9 +292,9 @@ pub fn header(bytes: &[u8]) -> Result<Option<Header>> {
         id => Format::Codec(Codec::from_id(id)?),
     };
     let flags = bytes[4];
-    if flags != 0 {
+    if flags & !(FLAG_COMPRESSED | FLAG_ENCRYPTED | FLAG_SIGNED) != 0 {
         return Err(invalid(format!(
-            "value flags {flags:#04x} (compression/encryption/signing) are not enabled in this build"
+            "unknown value flags {flags:#04x}; the value was written by a newer larder: upgrade"
         )));
     }
     let mut millis = [0u8; 8];
@@ -320,12 +324,24 @@ fn foreign(bytes: &[u8]) -> Error {
 /// Decode stored bytes into `T`, with the header when there was one.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, Option<Header>)> {
     match header(bytes)? {
+        Some(h) if h.flags != 0 => Err(sealed(h.flags)),
         Some(h) => match h.format {
             Format::Codec(codec) => Ok((codec.decode_payload(&bytes[HEADER_LEN..])?, Some(h))),
             _ => Err(raw_is_not_typed()),
         },
         None if is_counter(bytes) => Ok((Codec::Json.decode_payload(bytes)?, None)),
         None => Err(foreign(bytes)),
+    }
+}
+
+/// The error for sealed bytes given to [`decode`] or [`parse`].
+fn sealed(flags: u8) -> Error {
+    Error::Codec {
+        codec: "envelope",
+        message: format!(
+            "the value is sealed (flags {flags:#04x}: compressed, encrypted or signed); read it \
+             through a Cache, or open it with larder_core::seal::Sealer first"
+        ),
     }
 }
 
@@ -351,6 +367,7 @@ pub struct Parsed {
 /// an envelope nor a counter are an error.
 pub fn parse(bytes: Bytes) -> Result<Parsed> {
     match header(&bytes)? {
+        Some(h) if h.flags != 0 => Err(sealed(h.flags)),
         Some(h) => Ok(Parsed {
             format: h.format,
             payload: bytes.slice(HEADER_LEN..),

@@ -19,6 +19,12 @@
 //! [profile.production]
 //! url = "redis://cache:6379/0"
 //! default_ttl = "10m"
+//!
+//! # Optional: signing, encryption, compression (see docs/security.md).
+//! # Prefer LARDER_SIGNING_KEYS / LARDER_ENCRYPTION_KEYS for the keys.
+//! [security]
+//! compress_min_size = "1KiB"   # or "off"
+//! allow_unsigned = false
 //! ```
 //!
 //! Environment: `LARDER_URL` (falling back to `CACHE_URL`, then
@@ -26,8 +32,10 @@
 //! `LARDER_TTL_SHORT`, `LARDER_TTL_LONG` (falling back to the svc-infra
 //! names `CACHE_PREFIX`, `CACHE_VERSION`, `CACHE_TTL_DEFAULT`,
 //! `CACHE_TTL_SHORT`, `CACHE_TTL_LONG`), `LARDER_MAX_CONNECTIONS`,
-//! `LARDER_CODEC`, `LARDER_MAX_KEY_LENGTH`, `LARDER_MAX_VALUE_SIZE`; see
-//! [`ENV_VARS`]. `LARDER_CONFIG` names the file (default `./larder.toml`,
+//! `LARDER_CODEC`, `LARDER_MAX_KEY_LENGTH`, `LARDER_MAX_VALUE_SIZE`,
+//! `LARDER_MAX_TAGS`, `LARDER_MAX_TAG_LENGTH`, `LARDER_SIGNING_KEYS`,
+//! `LARDER_ENCRYPTION_KEYS`, `LARDER_ALLOW_UNSIGNED`,
+//! `LARDER_COMPRESS_MIN_SIZE`; see [`ENV_VARS`]. `LARDER_CONFIG` names the file (default `./larder.toml`,
 //! read when present) and `LARDER_PROFILE` selects one of its profiles.
 //! Every invalid value is an [`Error::Config`] that names the field, where
 //! the value came from and what was expected.
@@ -44,6 +52,7 @@ use crate::codec::Codec;
 use crate::error::{Error, Result};
 use crate::key::{DEFAULT_MAX_KEY_LENGTH, validate_namespace_part};
 use crate::resilient::{Fallback, ResilienceConfig};
+use crate::seal::{KeyRing, SecurityConfig};
 
 const DURATION_EXPECTED: &str =
     "a positive duration such as `300` (seconds), `5m`, `1h30m` or `500ms`";
@@ -87,8 +96,14 @@ fn ttl_in_range(ttl: Duration) -> bool {
     !ttl.is_zero() && ttl <= MAX_TTL
 }
 
-/// Default value size limit: 32 MiB.
-pub const DEFAULT_MAX_VALUE_SIZE: usize = 32 * 1024 * 1024;
+/// Default value size limit: 8 MiB.
+pub const DEFAULT_MAX_VALUE_SIZE: usize = 8 * 1024 * 1024;
+
+/// Default limit of tags per write: 64.
+pub const DEFAULT_MAX_TAGS: usize = 64;
+
+/// Default limit of a tag's length: 1 KiB.
+pub const DEFAULT_MAX_TAG_LENGTH: usize = 1024;
 
 /// The grammar of every TTL in the configuration, and of `ttl = "..."` in
 /// `#[cache_read]`; it lives in `larder-grammar` so the two cannot drift.
@@ -148,8 +163,13 @@ pub struct CacheConfig {
     pub codec: Codec,
     /// Longest key accepted from callers, in bytes.
     pub max_key_length: usize,
-    /// Largest encoded value accepted, in bytes.
+    /// Largest serialized value accepted, in bytes (before compression);
+    /// also the most a compressed value may decompress to.
     pub max_value_size: usize,
+    /// Most tags one write may carry (default 64).
+    pub max_tags: usize,
+    /// Longest tag accepted, in bytes (default 1 KiB).
+    pub max_tag_length: usize,
     /// The `[profile.<name>]` table of the config file that was applied, if
     /// any (see [`CacheConfig::load_profile`]).
     pub profile: Option<String>,
@@ -163,6 +183,8 @@ pub struct CacheConfig {
     pub ttl_jitter: f64,
     /// The resilience layer around shared backends (`[resilience]`).
     pub resilience: ResilienceConfig,
+    /// Signing, encryption and compression of values (`[security]`).
+    pub security: SecurityConfig,
 }
 
 /// One route: keys starting with `prefix` (after the namespace) go to the
@@ -270,10 +292,13 @@ impl Default for CacheConfig {
             codec: Codec::Json,
             max_key_length: DEFAULT_MAX_KEY_LENGTH,
             max_value_size: DEFAULT_MAX_VALUE_SIZE,
+            max_tags: DEFAULT_MAX_TAGS,
+            max_tag_length: DEFAULT_MAX_TAG_LENGTH,
             profile: None,
             routes: Vec::new(),
             ttl_jitter: 0.1,
             resilience: ResilienceConfig::default(),
+            security: SecurityConfig::default(),
         }
     }
 }
@@ -291,10 +316,13 @@ impl fmt::Debug for CacheConfig {
             .field("codec", &self.codec)
             .field("max_key_length", &self.max_key_length)
             .field("max_value_size", &self.max_value_size)
+            .field("max_tags", &self.max_tags)
+            .field("max_tag_length", &self.max_tag_length)
             .field("profile", &self.profile)
             .field("routes", &self.routes)
             .field("ttl_jitter", &self.ttl_jitter)
             .field("resilience", &self.resilience)
+            .field("security", &self.security)
             .finish()
     }
 }
@@ -335,6 +363,8 @@ struct FileConfig {
     codec: Option<Spanned<Scalar>>,
     max_key_length: Option<Spanned<Scalar>>,
     max_value_size: Option<Spanned<Scalar>>,
+    max_tags: Option<Spanned<Scalar>>,
+    max_tag_length: Option<Spanned<Scalar>>,
     /// `[profile.<name>]` tables; only allowed at the top level.
     profile: Option<Spanned<BTreeMap<String, FileConfig>>>,
     /// `[[route]]` tables; in a profile they replace the base ones.
@@ -342,6 +372,8 @@ struct FileConfig {
     ttl_jitter: Option<Spanned<Scalar>>,
     /// `[resilience]`: its settings, each optional.
     resilience: Option<BTreeMap<String, Spanned<Scalar>>>,
+    /// `[security]`: its settings, each optional.
+    security: Option<BTreeMap<String, Spanned<Scalar>>>,
 }
 
 /// One `[[route]]` of the file.
@@ -375,6 +407,8 @@ impl FileConfig {
             ("codec", self.codec),
             ("max_key_length", self.max_key_length),
             ("max_value_size", self.max_value_size),
+            ("max_tags", self.max_tags),
+            ("max_tag_length", self.max_tag_length),
             ("ttl_jitter", self.ttl_jitter),
         ];
         for (field, value) in scalar_fields {
@@ -384,6 +418,15 @@ impl FileConfig {
         }
         for (name, v) in self.resilience.unwrap_or_default() {
             let field = format!("resilience.{name}");
+            apply(
+                config,
+                &field,
+                &v.get_ref().shown(),
+                &source(v.span().start),
+            )?;
+        }
+        for (name, v) in self.security.unwrap_or_default() {
+            let field = format!("security.{name}");
             apply(
                 config,
                 &field,
@@ -482,6 +525,20 @@ fn apply(config: &mut CacheConfig, field: &str, raw: &str, source: &str) -> Resu
                 .and_then(|n| usize::try_from(n).ok())
                 .ok_or_else(|| bad(MAX_VALUE_SIZE_EXPECTED))?;
         }
+        "max_tags" | "max_tag_length" => {
+            let n = raw
+                .trim()
+                .parse()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| bad("a positive whole number"))?;
+            if field == "max_tags" {
+                config.max_tags = n;
+            } else {
+                config.max_tag_length = n;
+            }
+        }
+        field if field.starts_with("security.") => apply_security(config, field, raw, source)?,
         "ttl_jitter" => {
             config.ttl_jitter = parse_fraction(raw)
                 .ok_or_else(|| bad("a fraction from 0 to 0.5, such as 0.1 or 10%"))?;
@@ -508,6 +565,54 @@ fn parse_switch(raw: &str) -> Option<bool> {
         "off" | "false" | "no" | "0" => Some(false),
         _ => None,
     }
+}
+
+/// One `security.<name>` setting. Key errors never show the secrets.
+fn apply_security(config: &mut CacheConfig, field: &str, raw: &str, source: &str) -> Result<()> {
+    let s = &mut config.security;
+    match field.trim_start_matches("security.") {
+        "signing_keys" => s.signing_keys = KeyRing::parse(raw, field, source)?,
+        "encryption_keys" => {
+            let ring = KeyRing::parse(raw, field, source)?;
+            let check = SecurityConfig {
+                encryption_keys: ring,
+                ..SecurityConfig::default()
+            };
+            check.validate(source)?;
+            s.encryption_keys = check.encryption_keys;
+        }
+        "allow_unsigned" => {
+            s.allow_unsigned =
+                parse_switch(raw).ok_or_else(|| Error::config(field, source, "on or off", raw))?;
+        }
+        "compress_min_size" => {
+            s.compress_min_size = match parse_switch(raw) {
+                Some(false) => None,
+                _ => Some(
+                    parse_size(raw)
+                        .and_then(|n| usize::try_from(n).ok())
+                        .ok_or_else(|| {
+                            Error::config(
+                                field,
+                                source,
+                                "a size such as 1KiB or 4096, or `off` to turn compression off",
+                                raw,
+                            )
+                        })?,
+                ),
+            };
+        }
+        _ => {
+            return Err(Error::config(
+                field,
+                source,
+                "a security setting: signing_keys, encryption_keys, allow_unsigned, \
+                 compress_min_size",
+                "(not shown: it may hold a secret)",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// One `resilience.<name>` setting.
@@ -624,6 +729,12 @@ pub const ENV_VARS: &[(&str, &[&str])] = &[
     ("max_key_length", &["LARDER_MAX_KEY_LENGTH"]),
     ("max_value_size", &["LARDER_MAX_VALUE_SIZE"]),
     ("ttl_jitter", &["LARDER_TTL_JITTER"]),
+    ("max_tags", &["LARDER_MAX_TAGS"]),
+    ("max_tag_length", &["LARDER_MAX_TAG_LENGTH"]),
+    ("security.signing_keys", &["LARDER_SIGNING_KEYS"]),
+    ("security.encryption_keys", &["LARDER_ENCRYPTION_KEYS"]),
+    ("security.allow_unsigned", &["LARDER_ALLOW_UNSIGNED"]),
+    ("security.compress_min_size", &["LARDER_COMPRESS_MIN_SIZE"]),
     ("resilience.enabled", &["LARDER_RESILIENCE"]),
     ("resilience.timeout", &["LARDER_TIMEOUT"]),
     ("resilience.retries", &["LARDER_RETRIES"]),
@@ -791,8 +902,9 @@ impl CacheConfig {
                 "config file",
                 at,
                 "valid larder settings (url, prefix, version, default_ttl, ttl_short, ttl_long, \
-                 max_connections, codec, max_key_length, max_value_size), [[route]] tables \
-                 (name, prefix, url), and [profile.<name>] tables of the same settings",
+                 max_connections, codec, max_key_length, max_value_size, max_tags, \
+                 max_tag_length), [[route]] tables (name, prefix, url), [resilience] and \
+                 [security] tables, and [profile.<name>] tables of the same settings",
                 e.message().to_owned(),
             )
         })?;
@@ -930,6 +1042,15 @@ impl CacheConfig {
                 "0",
             ));
         }
+        for (field, n) in [
+            ("max_tags", self.max_tags),
+            ("max_tag_length", self.max_tag_length),
+        ] {
+            if n == 0 {
+                return Err(Error::config(field, SOURCE, "a positive whole number", "0"));
+            }
+        }
+        self.security.validate(SOURCE)?;
         if !(0.0..=0.5).contains(&self.ttl_jitter) {
             return Err(Error::config(
                 "ttl_jitter",
@@ -1677,6 +1798,12 @@ mod tests {
                 "max_key_length",
                 "max_value_size",
                 "ttl_jitter",
+                "max_tags",
+                "max_tag_length",
+                "security.signing_keys",
+                "security.encryption_keys",
+                "security.allow_unsigned",
+                "security.compress_min_size",
                 "resilience.enabled",
                 "resilience.timeout",
                 "resilience.retries",
@@ -1698,6 +1825,10 @@ mod tests {
                     "ttl_jitter" => "0.3",
                     "resilience.enabled" => "off",
                     "resilience.fallback" => "closed",
+                    "security.signing_keys" | "security.encryption_keys" => {
+                        "k1:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
+                    }
+                    "security.allow_unsigned" => "on",
                     _ => "7",
                 };
                 c.merge_env(env(&[(name, value)])).unwrap();
@@ -1842,5 +1973,78 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("0.5"), "{err}");
+    }
+
+    const SECRET_B64: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+
+    #[test]
+    fn security_from_the_file_and_the_environment_never_shows_secrets() {
+        let mut c = CacheConfig::default();
+        c.merge_toml(
+            &format!(
+                "max_tags = 8\nmax_tag_length = 100\n\n[security]\nsigning_keys = \"new:{SECRET_B64},old:hex:{}\"\ncompress_min_size = \"off\"\nallow_unsigned = true\n",
+                "cd".repeat(32)
+            ),
+            "larder.toml",
+        )
+        .unwrap();
+        assert_eq!(c.max_tags, 8);
+        assert_eq!(c.max_tag_length, 100);
+        assert_eq!(c.security.signing_keys.current().unwrap().id(), "new");
+        assert_eq!(c.security.signing_keys.keys().len(), 2);
+        assert_eq!(c.security.compress_min_size, None);
+        assert!(c.security.allow_unsigned);
+        c.merge_env(env(&[
+            ("LARDER_ENCRYPTION_KEYS", &format!("e1:{SECRET_B64}")),
+            ("LARDER_COMPRESS_MIN_SIZE", "4KiB"),
+        ]))
+        .unwrap();
+        assert_eq!(c.security.encryption_keys.current().unwrap().id(), "e1");
+        assert_eq!(c.security.compress_min_size, Some(4096));
+        let debug = format!("{c:?}");
+        assert!(
+            debug.contains("new:<redacted>") && debug.contains("e1:<redacted>"),
+            "{debug}"
+        );
+        for secret in [SECRET_B64, "cdcdcd", "0123456789abcdef"] {
+            assert!(!debug.contains(secret), "{debug}");
+        }
+        let json = serde_json::to_string(&c).unwrap();
+        assert!(
+            !json.contains(SECRET_B64) && json.contains("new:<redacted>"),
+            "{json}"
+        );
+        // Exported config cannot be read back as if it held the keys.
+        let err = CacheConfig::default()
+            .merge_toml(
+                "[security]\nsigning_keys = \"new:<redacted>\"\n",
+                "exported.toml",
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("LARDER_SIGNING_KEYS"), "{err}");
+    }
+
+    #[test]
+    fn short_keys_are_refused_naming_the_variable_not_the_secret() {
+        let err =
+            CacheConfig::from_sources(None, env(&[("LARDER_SIGNING_KEYS", "k1:c2hvcnQtc2VjcmV0")]))
+                .unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("LARDER_SIGNING_KEYS") && msg.contains("at least 32 bytes"),
+            "{msg}"
+        );
+        assert!(!msg.contains("c2hvcnQtc2VjcmV0"), "{msg}");
+        let long = format!("k1:hex:{}", "ab".repeat(48));
+        let err = CacheConfig::from_sources(None, env(&[("LARDER_ENCRYPTION_KEYS", &long)]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("exactly 32 bytes") && !err.contains("abab"),
+            "{err}"
+        );
+        let err = CacheConfig::from_sources(None, env(&[("LARDER_MAX_TAGS", "0")])).unwrap_err();
+        assert_eq!(config_error(&err).0, "max_tags");
     }
 }

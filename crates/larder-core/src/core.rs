@@ -2,6 +2,7 @@
 //! namespace, the settings, the counters, error reporting), shared by
 //! [`Cache`](crate::Cache), its request builders and the read-through.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -19,6 +20,7 @@ use crate::key::Namespace;
 use crate::options::{SetOptions, Ttl};
 use crate::payload::Payload;
 use crate::resilient::Fallback;
+use crate::seal::Sealer;
 use crate::stats::{Counters, Op};
 use crate::sync::lock;
 
@@ -46,6 +48,8 @@ pub(crate) struct Core {
     /// Whether the backend journals failed writes and invalidations (see
     /// [`Backend::journals_invalidations`]).
     journaled: bool,
+    /// Signing, encryption and compression of values.
+    pub(crate) sealer: Sealer,
 }
 
 impl Core {
@@ -53,6 +57,7 @@ impl Core {
         backend: Arc<dyn Backend>,
         namespace: Namespace,
         config: CacheConfig,
+        sealer: Sealer,
     ) -> Self {
         let caps = backend.capabilities();
         let namespace = namespace.for_backend(caps.max_key_len, caps.forbidden_key_chars);
@@ -66,6 +71,7 @@ impl Core {
             counters,
             errors: ErrorLog::default(),
             invalidations: AtomicU64::new(0),
+            sealer,
         }
     }
 
@@ -88,6 +94,9 @@ impl Core {
     /// kind) are logged once per window with how many were not.
     pub(crate) fn record_error(&self, operation: &str, error: &Error) {
         self.counters.error(operation, error.kind());
+        if matches!(error, Error::Integrity { .. }) {
+            self.counters.integrity.add(1);
+        }
         if let Some(repeated) = self.errors.admit(operation, error.kind(), Instant::now()) {
             let repeated = if repeated > 0 {
                 format!(" ({repeated} more like it in the last {LOG_WINDOW:?} not logged)")
@@ -137,19 +146,55 @@ impl Core {
         result
     }
 
+    /// Verify, decrypt and decompress bytes read under `stored` (see
+    /// [`Sealer::open`]).
+    pub(crate) fn open<'a>(&self, stored: &str, bytes: &'a [u8]) -> Result<Cow<'a, [u8]>> {
+        Ok(match self.sealer.open(stored, bytes)? {
+            Some(opened) => Cow::Owned(opened),
+            None => Cow::Borrowed(bytes),
+        })
+    }
+
+    /// [`Core::open`] for owned bytes.
+    pub(crate) fn open_bytes(&self, stored: &str, bytes: Bytes) -> Result<Bytes> {
+        Ok(match self.sealer.open(stored, &bytes)? {
+            Some(opened) => Bytes::from(opened),
+            None => bytes,
+        })
+    }
+
+    /// Compress, encrypt or sign an encoded value for `stored`, refusing it
+    /// (before any I/O) when it is over `max_value_size` before or after.
+    pub(crate) fn seal(&self, stored: &str, plain: Bytes) -> Result<Bytes> {
+        self.check_size(stored, &plain)?;
+        let sealed = self.sealer.seal(stored, plain)?;
+        self.check_size(stored, &sealed)?;
+        Ok(sealed)
+    }
+
     /// Decode stored bytes; undecodable bytes are a miss plus a counted
     /// error.
-    pub(crate) fn decode_hit<T: DeserializeOwned>(&self, key: &str, bytes: &[u8]) -> Option<T> {
-        self.decode_hit_with_header(key, bytes).map(|(v, _)| v)
+    pub(crate) fn decode_hit<T: DeserializeOwned>(
+        &self,
+        key: &str,
+        stored: &str,
+        bytes: &[u8],
+    ) -> Option<T> {
+        self.decode_hit_with_header(key, stored, bytes)
+            .map(|(v, _)| v)
     }
 
     /// [`Core::decode_hit`] with the value's header.
     pub(crate) fn decode_hit_with_header<T: DeserializeOwned>(
         &self,
         key: &str,
+        stored: &str,
         bytes: &[u8],
     ) -> Option<(T, Option<codec::Header>)> {
-        match codec::decode::<T>(bytes) {
+        let decoded = self
+            .open(stored, bytes)
+            .and_then(|plain| codec::decode::<T>(&plain));
+        match decoded {
             Ok(decoded) => {
                 self.counters.hits.add(1);
                 Some(decoded)
@@ -236,6 +281,39 @@ impl Core {
         }
     }
 
+    /// The namespaced form of the tags of a write to `stored`, refused
+    /// (before any I/O) over `max_tags` or `max_tag_length`.
+    pub(crate) fn write_tags<S: AsRef<str>>(
+        &self,
+        stored: &str,
+        tags: &[S],
+    ) -> Result<Vec<String>> {
+        let limit = self.config.max_tags;
+        if tags.len() > limit {
+            return Err(Error::LimitExceeded {
+                key: stored.to_owned(),
+                what: "the number of tags".to_owned(),
+                size: tags.len(),
+                limit,
+                fix: "write fewer tags, or raise `max_tags`",
+            });
+        }
+        let limit = self.config.max_tag_length;
+        if let Some(tag) = tags.iter().find(|t| t.as_ref().len() > limit) {
+            return Err(Error::LimitExceeded {
+                key: stored.to_owned(),
+                what: format!(
+                    "the length in bytes of tag {:?}",
+                    crate::error::shorten(tag.as_ref(), 40)
+                ),
+                size: tag.as_ref().len(),
+                limit,
+                fix: "shorten the tag, or raise `max_tag_length`",
+            });
+        }
+        self.tags(tags)
+    }
+
     /// The namespaced form of tags.
     pub(crate) fn tags<S: AsRef<str>>(&self, tags: &[S]) -> Result<Vec<String>> {
         tags.iter()
@@ -245,17 +323,21 @@ impl Core {
 
     /// The backend-level form of `options`: TTL resolved and checked, tags
     /// namespaced.
-    pub(crate) fn write_options(&self, options: &SetOptions) -> Result<WriteOptions> {
-        let mut write = self.write_options_exact(options)?;
+    pub(crate) fn write_options(&self, stored: &str, options: &SetOptions) -> Result<WriteOptions> {
+        let mut write = self.write_options_exact(stored, options)?;
         write.ttl = self.jitter(write.ttl);
         Ok(write)
     }
 
     /// [`Core::write_options`] without TTL jitter.
-    pub(crate) fn write_options_exact(&self, options: &SetOptions) -> Result<WriteOptions> {
+    pub(crate) fn write_options_exact(
+        &self,
+        stored: &str,
+        options: &SetOptions,
+    ) -> Result<WriteOptions> {
         Ok(WriteOptions::new()
             .ttl(self.resolve_ttl(options.ttl)?)
-            .tags(self.tags(&options.tags)?)
+            .tags(self.write_tags(stored, &options.tags)?)
             .mode(options.mode))
     }
 
@@ -280,8 +362,7 @@ impl Core {
         fresh_until: Option<SystemTime>,
     ) -> Result<Bytes> {
         let bytes = value.encode(self.config.codec, fresh_until)?;
-        self.check_size(stored_key, &bytes)?;
-        Ok(bytes)
+        self.seal(stored_key, bytes)
     }
 
     /// `set` with resolved options; whether the value was written.
@@ -293,7 +374,7 @@ impl Core {
     ) -> Result<bool> {
         let timing = self.counters.start();
         let stored = self.key(key)?;
-        let write = self.write_options(options)?;
+        let write = self.write_options(&stored, options)?;
         let bytes = self.encode(&stored, value, None)?;
         self.note_invalidation();
         let written =

@@ -123,6 +123,33 @@ pub enum Error {
         limit: usize,
     },
 
+    /// A stored value failed its integrity check: it is neither signed nor
+    /// encrypted on a cache that requires it, its signature does not match
+    /// (altered, or copied from another key), or it does not decrypt. It is
+    /// never decoded: reads treat it as a miss and count it (kind
+    /// `integrity`, [`Stats::integrity_errors`](crate::Stats::integrity_errors)).
+    #[error("stored value failed its integrity check: {reason}")]
+    Integrity {
+        /// What did not check out, and what to do about it.
+        reason: String,
+    },
+
+    /// A write over one of the cache's limits (tags per write, tag
+    /// length), refused before anything is sent to the backend.
+    #[error("write to key {key:?} refused: {what} is {size}, over the limit of {limit}; {fix}")]
+    LimitExceeded {
+        /// The key the write was for.
+        key: String,
+        /// What is over the limit (`the number of tags`, `tag "x" length`).
+        what: String,
+        /// Its size.
+        size: usize,
+        /// The limit in force.
+        limit: usize,
+        /// How to get under it: the setting to raise.
+        fix: &'static str,
+    },
+
     /// `incr` hit a value that is not an integer counter.
     #[error(
         "value at key {key:?} is not an integer counter; counters are created by `incr` \
@@ -223,6 +250,8 @@ impl Error {
             Error::Config { .. } => "config",
             Error::PayloadTooLarge { .. } => "payload_too_large",
             Error::NotAnInteger { .. } => "not_an_integer",
+            Error::Integrity { .. } => "integrity",
+            Error::LimitExceeded { .. } => "limit_exceeded",
             Error::Recache { .. } => "recache",
             Error::Routes { .. } => "routes",
             Error::Backend { .. } => "backend",

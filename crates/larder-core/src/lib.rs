@@ -43,6 +43,7 @@ pub mod request;
 pub mod resilient;
 pub mod resource;
 mod router;
+pub mod seal;
 mod shared;
 mod stats;
 pub mod sync;
@@ -69,6 +70,7 @@ pub use request::{IncrRequest, ReadRequest, SetRequest};
 pub use resilient::{CircuitState, Fallback, ResilienceConfig, Resilient};
 pub use resource::Resource;
 pub use router::{Router, RouterBuilder};
+pub use seal::{KeyRing, SecretKey, SecurityConfig};
 pub use stats::{OperationLatency, Stats, names as metric_names};
 
 pub use config::MAX_TTL;

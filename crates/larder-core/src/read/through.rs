@@ -161,7 +161,7 @@ impl ReadThrough {
                         // Produced before this caller started: look again.
                         continue;
                     }
-                    if let Some(value) = decode::<O::Value>(bytes) {
+                    if let Some(value) = decode::<O::Value>(core, plan.stored, bytes) {
                         core.counters.joins.add(1);
                         return O::from_stored(value);
                     }
@@ -229,7 +229,7 @@ impl ReadThrough {
         };
         match found {
             Ok(Some(bytes)) => {
-                let Some((value, header)) = core.decode_hit_with_header(key, &bytes) else {
+                let Some((value, header)) = core.decode_hit_with_header(key, stored, &bytes) else {
                     return Looked::Miss;
                 };
                 if let Some(ttl) = touch.filter(|_| !core.caps.touch)
@@ -292,7 +292,7 @@ impl ReadThrough {
         };
         let token = match core.backend.begin_fill(stored).await {
             Ok((Some(bytes), token)) if !force => {
-                if let Some(value) = decode::<O::Value>(&bytes) {
+                if let Some(value) = decode::<O::Value>(core, stored, &bytes) {
                     // Read at some point after `load_started`: callers that
                     // started before that can take it.
                     *slot = Some(Produced::Value(bytes, load_started));
@@ -320,7 +320,7 @@ impl ReadThrough {
             {
                 FillLock::Held(lock) => Some(lock),
                 FillLock::Filled(bytes, read_from) => {
-                    if let Some(value) = decode::<O::Value>(&bytes) {
+                    if let Some(value) = decode::<O::Value>(core, stored, &bytes) {
                         *slot = Some(Produced::Value(bytes, read_from));
                         return O::from_stored(value);
                     }
@@ -394,11 +394,19 @@ impl ReadThrough {
             return Stored::Kept(None);
         };
         let fresh_until = lifetimes.fresh_for.map(|d| SystemTime::now() + d);
-        let encoded = match codec::encode_timed(core.config.codec, value, fresh_until, load_time) {
+        let plain = match codec::encode_timed(core.config.codec, value, fresh_until, load_time) {
             Ok(bytes) => bytes,
             Err(e) => {
                 core.record_error("encode", &e);
                 return Stored::Kept(None);
+            }
+        };
+        // Over the size limit: not stored, but still given to the waiters.
+        let encoded = match core.seal(target.key, plain.clone()) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                core.record_error("set", &e);
+                return Stored::Kept(Some(plain));
             }
         };
         let worth_storing = outcome.stored(target.options.cache_none).is_some()
@@ -406,14 +414,13 @@ impl ReadThrough {
         let Some(token) = token.filter(|_| worth_storing) else {
             return Stored::Kept(Some(encoded));
         };
-        let options = core.tags(&tags()).map(|tags| {
+        let options = core.write_tags(target.key, &tags()).map(|tags| {
             crate::backend::WriteOptions::new()
                 .ttl(core.jitter(lifetimes.ttl))
                 .tags(tags)
                 .mode(target.mode)
         });
-        let prepared = options.and_then(|o| core.check_size(target.key, &encoded).map(|()| o));
-        let options = match prepared {
+        let options = match options {
             Ok(o) => o,
             Err(e) => {
                 core.record_error("set", &e);
@@ -521,8 +528,11 @@ async fn fetch(core: &Core, stored: &str) -> Option<Bytes> {
     }
 }
 
-fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Option<T> {
-    codec::decode::<T>(bytes).ok().map(|(v, _)| v)
+/// Stored bytes of `stored` opened and decoded, or `None` (counted where
+/// they were first read, by the lookup).
+fn decode<T: DeserializeOwned>(core: &Core, stored: &str, bytes: &[u8]) -> Option<T> {
+    let plain = core.open(stored, bytes).ok()?;
+    codec::decode::<T>(&plain).ok().map(|(v, _)| v)
 }
 
 /// Whether a value with this header should be refreshed now: its fresh

@@ -104,6 +104,7 @@ pub(crate) struct Counters {
     pub(crate) dropped_writes: Tally,
     pub(crate) loads: Tally,
     pub(crate) joins: Tally,
+    pub(crate) integrity: Tally,
     errors: AtomicU64,
     evictions: metrics::Counter,
     latency: [Histogram; Op::ALL.len()],
@@ -153,6 +154,7 @@ impl Counters {
             dropped_writes: tally(names::DROPPED_WRITES),
             loads: tally(names::LOADER_RUNS),
             joins: tally(names::SINGLE_FLIGHT_JOINS),
+            integrity: tally(names::INTEGRITY_ERRORS),
             errors: AtomicU64::new(0),
             evictions: metrics::counter!(
                 names::EVICTIONS,
@@ -247,6 +249,7 @@ impl Counters {
             dropped_writes: self.dropped_writes.get(),
             loader_runs: self.loads.get(),
             single_flight_joins: self.joins.get(),
+            integrity_errors: self.integrity.get(),
             latency,
         }
     }
@@ -291,6 +294,11 @@ pub struct Stats {
     /// Callers of the read-through that took the value another caller was
     /// loading instead of running the loader (single-flight).
     pub single_flight_joins: u64,
+    /// Stored values that failed their integrity check (not signed or
+    /// encrypted on a cache that requires it, a signature that does not
+    /// match, a value that does not decrypt). Each was a miss, never
+    /// decoded; each is also counted in `errors`.
+    pub integrity_errors: u64,
     /// Latency per operation, for the operations run at least once (and
     /// sampled: see [`OperationLatency::samples`]).
     pub latency: Vec<OperationLatency>,

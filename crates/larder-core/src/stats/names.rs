@@ -34,6 +34,10 @@ pub const REFRESHES: &str = "larder_refreshes_total";
 pub const STALE_SERVED: &str = "larder_stale_served_total";
 /// Writes and invalidations let pass while the backend was out. Counter.
 pub const DROPPED_WRITES: &str = "larder_dropped_writes_total";
+/// Stored values that failed their integrity check (unsigned on a cache
+/// that requires signatures, a signature that does not match, a value that
+/// does not decrypt); each was treated as a miss. Counter.
+pub const INTEGRITY_ERRORS: &str = "larder_integrity_errors_total";
 /// Operation latency in seconds, labelled `operation`; one operation in 16
 /// per thread is timed. Histogram.
 pub const OPERATION_DURATION: &str = "larder_operation_duration_seconds";
@@ -71,6 +75,11 @@ pub const ALL: &[(&str, &str, &str)] = &[
         DROPPED_WRITES,
         "counter",
         "writes let pass while the backend was out",
+    ),
+    (
+        INTEGRITY_ERRORS,
+        "counter",
+        "stored values that failed their integrity check",
     ),
     (
         OPERATION_DURATION,
