@@ -57,4 +57,24 @@ mod tests {
         assert_eq!(back.prefix, config.prefix);
         assert_eq!(back.routes.len(), 1);
     }
+
+    #[test]
+    fn keys_are_never_exported() {
+        let secret = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+        let mut config = CacheConfig::default();
+        config
+            .merge_env(|name| match name {
+                "LARDER_SIGNING_KEYS" => Some(format!("cur:{secret}")),
+                "LARDER_ENCRYPTION_KEYS" => Some(format!("enc:hex:{}", "ab".repeat(32))),
+                _ => None,
+            })
+            .unwrap();
+        let text = render(&config).unwrap();
+        assert!(!text.contains(secret) && !text.contains("abab"), "{text}");
+        assert!(
+            text.contains("[security]") && text.contains("cur:<redacted>"),
+            "{text}"
+        );
+        assert!(!format!("{config:?}").contains(secret));
+    }
 }
