@@ -13,6 +13,10 @@
 //! - `deny` and `features` run only the cargo-deny and the feature-matrix
 //!   gates of `test`.
 //! - `bench` runs the criterion benchmarks.
+//! - `fuzz [--seconds N] [target...]` runs every cargo-fuzz target of
+//!   `fuzz/` for N seconds (default 60) and prints the executions of each
+//!   (installs cargo-fuzz when it is missing). `test` replays the committed
+//!   fuzz corpus and regressions as ordinary tests.
 //! - `ci` is what `.ci/run` runs: `test`.
 
 use std::io::Write as _;
@@ -57,6 +61,8 @@ const RUN_ENV: &[&str] = &[
     "CARGO_PRIMARY_PACKAGE",
 ];
 
+mod fuzz;
+
 type Result<T = ()> = std::result::Result<T, String>;
 
 fn main() -> ExitCode {
@@ -68,9 +74,11 @@ fn main() -> ExitCode {
         "deny" => cargo_deny_installed().and_then(|()| deny(&cargo())),
         "features" => feature_matrix(&cargo()),
         "bench" => bench(&args[1..]),
+        "fuzz" => fuzz::run(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <setup | test | deny | features | bench [criterion args] | ci>"
+                "usage: cargo xtask <setup | test | deny | features | bench [criterion args] | \
+                 fuzz [--seconds N] [target...] | ci>"
             );
             return ExitCode::from(2);
         }

@@ -29,6 +29,8 @@ mod core;
 mod error;
 mod flight;
 pub mod frame;
+#[doc(hidden)]
+pub mod fuzzing;
 mod fuzzy;
 pub mod glob;
 mod global;

@@ -42,11 +42,16 @@ fn escaped_by_default(c: char) -> bool {
     matches!(c, '%' | ':' | '{' | '}') || c.is_control()
 }
 
+/// A plain Rust identifier (not a keyword, not raw). `char::is_alphabetic`
+/// alone is not enough: Rust identifiers are XID_Start / XID_Continue, and
+/// `Ident::new` panics on anything else (found by the `key_template` fuzz
+/// target: `{\u{6d6}lf}`), so syn has the last word.
 fn is_ident(s: &str) -> bool {
     let mut chars = s.chars();
     chars.next().is_some_and(|c| c.is_alphabetic() || c == '_')
         && chars.all(|c| c.is_alphanumeric() || c == '_')
         && s != "_"
+        && syn::parse_str::<syn::Ident>(s).is_ok()
 }
 
 /// Parse a template; errors point at the literal.
@@ -161,7 +166,7 @@ fn placeholder(inner: &str, text: &str, lit: &LitStr) -> syn::Result<Segment> {
     let mut parts = path.split('.');
     let root = parts.next().unwrap_or_default().to_owned();
     let fields: Vec<String> = parts.map(str::to_owned).collect();
-    let valid = is_ident(&root)
+    let valid = (root == "self" || is_ident(&root))
         && fields
             .iter()
             .all(|f| is_ident(f) || f.parse::<usize>().is_ok());
@@ -270,6 +275,21 @@ pub(crate) fn render(segments: &[Segment], lit: &LitStr) -> TokenStream {
     })
 }
 
+/// The fuzzing entry point (`fuzz/fuzz_targets/key_template.rs`, and the
+/// corpus replay in the tests below): any bytes as a template, rendered
+/// when they parse. Must never panic.
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) fn fuzz_one(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let lit = LitStr::new(text, proc_macro2::Span::call_site());
+    if let Ok(segments) = parse(&lit) {
+        let _ = separators(&segments);
+        let _ = render(&segments, &lit);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -302,6 +322,19 @@ mod tests {
         assert_eq!(
             parse(&lit("a{{b}}")).unwrap(),
             vec![Segment::Text("a{b}".into())]
+        );
+    }
+
+    #[test]
+    fn identifiers_are_rust_identifiers() {
+        // U+06D6 is alphabetic but not XID_Start: Ident::new would panic.
+        assert!(parse(&lit("{\u{6d6}lf}")).is_err());
+        assert!(parse(&lit("{user.\u{6d6}x}")).is_err());
+        assert!(parse(&lit("{user.fn}")).is_err(), "a keyword");
+        assert!(parse(&lit("{self.id}")).is_ok());
+        assert!(
+            parse(&lit("{café}")).is_ok(),
+            "non-ASCII identifiers are fine"
         );
     }
 
@@ -421,5 +454,24 @@ mod tests {
             .to_string();
         assert!(err.contains("usr_id") && err.contains("user_id"), "{err}");
         assert!(check_roots(&segs, &["usr_id".into()], &l, "f").is_ok());
+    }
+
+    /// Every committed fuzz input and regression of `key_template`, as a
+    /// test (`cargo xtask fuzz` explores further).
+    #[test]
+    fn fuzz_corpus_replays() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz");
+        let mut seen = 0;
+        for dir in ["corpus/key_template", "regressions/key_template"] {
+            let Ok(entries) = std::fs::read_dir(root.join(dir)) else {
+                continue;
+            };
+            for entry in entries {
+                let path = entry.unwrap().path();
+                fuzz_one(&std::fs::read(&path).unwrap());
+                seen += 1;
+            }
+        }
+        assert!(seen > 0, "fuzz/corpus/key_template has no seed inputs");
     }
 }
