@@ -12,7 +12,9 @@
 //! `max_connections`, 10), `connect_timeout` (5s), `command_timeout` (2s),
 //! `keepalive` (30s; `0` turns it off), `reconnect_attempts` (0 = forever),
 //! `reconnect_min_delay` (100ms), `reconnect_max_delay` (5s), `tls_ca` (path
-//! of a PEM CA bundle to trust instead of the system roots),
+//! of a PEM CA bundle to trust instead of the system roots), `tls_cert` and
+//! `tls_key` (paths of a PEM client certificate chain and its private key,
+//! for servers that require client certificates: `tls-auth-clients yes`),
 //! `sentinel_username` / `sentinel_password` (credentials of the sentinels
 //! when they differ from the server's).
 
@@ -127,6 +129,12 @@ pub struct RedisConfig {
     pub tls: bool,
     /// PEM CA bundle to trust (default: the system roots).
     pub tls_ca: Option<PathBuf>,
+    /// PEM client certificate chain presented to the server (mutual TLS);
+    /// set with [`RedisConfig::tls_key`].
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`. The file is read when connecting; its
+    /// contents are never shown.
+    pub tls_key: Option<PathBuf>,
     /// ACL user.
     pub username: Option<String>,
     /// Password. Never printed.
@@ -158,6 +166,8 @@ impl fmt::Debug for RedisConfig {
             .field("topology", &self.topology)
             .field("tls", &self.tls)
             .field("tls_ca", &self.tls_ca)
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "***"))
             .field("database", &self.database)
@@ -181,6 +191,8 @@ const PARAMS: &[&str] = &[
     "reconnect_min_delay",
     "reconnect_max_delay",
     "tls_ca",
+    "tls_cert",
+    "tls_key",
     "sentinel_username",
     "sentinel_password",
     "label",
@@ -322,11 +334,27 @@ impl RedisConfig {
             .param_parsed::<u32>("reconnect_attempts", "a whole number (0 = forever)")?
             .unwrap_or(0);
         let tls_ca = url.param("tls_ca").map(PathBuf::from);
-        if tls_ca.is_some() && !tls {
+        let tls_cert = url.param("tls_cert").map(PathBuf::from);
+        let tls_key = url.param("tls_key").map(PathBuf::from);
+        for (name, set) in [
+            ("tls_ca", tls_ca.is_some()),
+            ("tls_cert", tls_cert.is_some()),
+            ("tls_key", tls_key.is_some()),
+        ] {
+            if set && !tls {
+                return Err(bad(
+                    url,
+                    &format!("url query parameter `{name}`"),
+                    &format!("a rediss:// URL ({name} only applies to TLS)"),
+                    url.masked(),
+                ));
+            }
+        }
+        if tls_cert.is_some() != tls_key.is_some() {
             return Err(bad(
                 url,
-                "url query parameter `tls_ca`",
-                "a rediss:// URL (tls_ca only applies to TLS)",
+                "url query parameters `tls_cert` and `tls_key`",
+                "both or neither: a client certificate and its private key",
                 url.masked(),
             ));
         }
@@ -334,6 +362,8 @@ impl RedisConfig {
             topology,
             tls,
             tls_ca,
+            tls_cert,
+            tls_key,
             username: url.username.clone(),
             password: url.password.clone(),
             database: db,

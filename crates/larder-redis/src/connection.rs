@@ -75,9 +75,61 @@ fn tls_connector(config: &RedisConfig) -> Result<TlsConnector> {
             backend: "redis",
             message: format!("TLS setup: {e}"),
         })?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    let client = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => {
+            let (chain, key) = client_identity(cert, key)?;
+            client.with_client_auth_cert(chain, key).map_err(|e| {
+                Error::config(
+                    "url query parameters `tls_cert` and `tls_key`",
+                    "the redis URL",
+                    "a client certificate and the private key that matches it",
+                    e.to_string(),
+                )
+            })?
+        }
+        _ => client.with_no_client_auth(),
+    };
     Ok(TlsConnector::from(client))
+}
+
+/// The client certificate chain and private key of mutual TLS, from PEM
+/// files. Errors name the file, never its contents.
+fn client_identity(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<(
+    Vec<fred::rustls::pki_types::CertificateDer<'static>>,
+    fred::rustls::pki_types::PrivateKeyDer<'static>,
+)> {
+    use fred::rustls::pki_types::pem::PemObject;
+    use fred::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    let error = |param: &str, expected: &str, path: &std::path::Path, e: String| {
+        Error::config(
+            format!("url query parameter `{param}`"),
+            "the redis URL",
+            expected,
+            format!("{}: {e}", path.display()),
+        )
+    };
+    const CERT: &str = "a readable PEM file with the client certificate (and its chain)";
+    let chain = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| error("tls_cert", CERT, cert, e.to_string()))?
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| error("tls_cert", CERT, cert, e.to_string()))?;
+    if chain.is_empty() {
+        return Err(error("tls_cert", CERT, cert, "no certificate in it".into()));
+    }
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+        error(
+            "tls_key",
+            "a readable PEM file with the private key (PKCS#8, PKCS#1 or SEC1)",
+            key,
+            e.to_string(),
+        )
+    })?;
+    Ok((chain, key))
 }
 
 fn fred_config(config: &RedisConfig) -> Result<Config> {

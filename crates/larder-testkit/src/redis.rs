@@ -339,6 +339,12 @@ struct Tls {
     ca_cert: PathBuf,
     cert: PathBuf,
     key: PathBuf,
+    /// A client certificate signed by the same CA, and its key.
+    client_cert: PathBuf,
+    client_key: PathBuf,
+    /// Whether the server requires client certificates
+    /// (`tls-auth-clients yes`).
+    auth_clients: bool,
 }
 
 /// Generate a CA and a server certificate for 127.0.0.1 / localhost in
@@ -377,6 +383,21 @@ fn make_certs(dir: &TempDir) -> Tls {
          authorityKeyIdentifier = keyid,issuer\n",
     )
     .unwrap();
+    fs::write(
+        dir.join("client.cnf"),
+        "[req]\n\
+         distinguished_name = dn\n\
+         prompt = no\n\
+         [dn]\n\
+         CN = larder test client\n\
+         [client]\n\
+         basicConstraints = critical,CA:FALSE\n\
+         keyUsage = critical,digitalSignature,keyEncipherment\n\
+         extendedKeyUsage = clientAuth\n\
+         subjectKeyIdentifier = hash\n\
+         authorityKeyIdentifier = keyid,issuer\n",
+    )
+    .unwrap();
     // openssl runs in `dir`, so file names are relative to it.
     let steps = [
         "req -x509 -new -newkey rsa:2048 -nodes -sha256 -days 1 -config ca.cnf \
@@ -385,6 +406,10 @@ fn make_certs(dir: &TempDir) -> Tls {
          -keyout server.key -out server.csr",
         "x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -CAserial ca.srl \
          -days 1 -sha256 -extfile server.cnf -extensions server -out server.crt",
+        "req -new -newkey rsa:2048 -nodes -sha256 -config client.cnf \
+         -keyout client.key -out client.csr",
+        "x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAserial ca.srl \
+         -days 1 -sha256 -extfile client.cnf -extensions client -out client.crt",
     ];
     for args in steps {
         let out = Command::new(&openssl)
@@ -404,6 +429,9 @@ fn make_certs(dir: &TempDir) -> Tls {
         ca_cert: dir.join("ca.crt"),
         cert: dir.join("server.crt"),
         key: dir.join("server.key"),
+        client_cert: dir.join("client.crt"),
+        client_key: dir.join("client.key"),
+        auth_clients: false,
     }
 }
 
@@ -421,6 +449,8 @@ struct Acl {
 struct Target<'a> {
     port: u16,
     ca_cert: Option<&'a Path>,
+    /// A client certificate and key, for a server that requires one.
+    client: Option<(&'a Path, &'a Path)>,
     auth: Option<(&'a str, &'a str)>,
     cluster: bool,
 }
@@ -436,6 +466,9 @@ impl Target<'_> {
         }
         if let Some(ca) = self.ca_cert {
             cmd.arg("--tls").arg("--cacert").arg(ca);
+        }
+        if let Some((cert, key)) = self.client {
+            cmd.arg("--cert").arg(cert).arg("--key").arg(key);
         }
         if let Some((user, password)) = self.auth {
             cmd.args(["--user", user, "--pass", password, "--no-auth-warning"]);
@@ -583,6 +616,35 @@ impl RedisServer {
         RedisServer::launch(dir, Some(tls), None, &[])
     }
 
+    /// Start a TLS server that requires client certificates
+    /// (`tls-auth-clients yes`, mutual TLS): a client must present one
+    /// signed by the server's CA, such as [`RedisServer::client_cert_path`]
+    /// with [`RedisServer::client_key_path`].
+    ///
+    /// # Panics
+    ///
+    /// As [`RedisServer::start_tls`].
+    pub fn start_mtls() -> RedisServer {
+        let dir = TempDir::new("redis-mtls");
+        let tls = Tls {
+            auth_clients: true,
+            ..make_certs(&dir)
+        };
+        RedisServer::launch(dir, Some(tls), None, &[])
+    }
+
+    /// The PEM file of a client certificate signed by a TLS server's CA;
+    /// `None` for a server without TLS.
+    pub fn client_cert_path(&self) -> Option<&Path> {
+        self.tls.as_ref().map(|tls| tls.client_cert.as_path())
+    }
+
+    /// The PEM file of the private key of
+    /// [`RedisServer::client_cert_path`]; `None` without TLS.
+    pub fn client_key_path(&self) -> Option<&Path> {
+        self.tls.as_ref().map(|tls| tls.client_key.as_path())
+    }
+
     /// Start a server with ACL users: the `default` user is off, an `admin`
     /// user with a random password has every right (used by
     /// [`RedisServer::cli`] and [`RedisServer::admin_url`]), and `user` with
@@ -664,7 +726,8 @@ impl RedisServer {
                     writeln!(c, "tls-cert-file {}", config_path(&tls.cert)).unwrap();
                     writeln!(c, "tls-key-file {}", config_path(&tls.key)).unwrap();
                     writeln!(c, "tls-ca-cert-file {}", config_path(&tls.ca_cert)).unwrap();
-                    writeln!(c, "tls-auth-clients no").unwrap();
+                    let auth = if tls.auth_clients { "yes" } else { "no" };
+                    writeln!(c, "tls-auth-clients {auth}").unwrap();
                 }
             }
             for line in extra_config {
@@ -768,6 +831,11 @@ impl RedisServer {
         Target {
             port: self.port,
             ca_cert: self.ca_cert_path(),
+            client: self
+                .tls
+                .as_ref()
+                .filter(|tls| tls.auth_clients)
+                .map(|tls| (tls.client_cert.as_path(), tls.client_key.as_path())),
             auth: Some((user, password)),
             cluster: false,
         }
@@ -824,6 +892,9 @@ fn admin_target<'a>(port: u16, tls: Option<&'a Tls>, acl: Option<&'a Acl>) -> Ta
     Target {
         port,
         ca_cert: tls.map(|tls| tls.ca_cert.as_path()),
+        client: tls
+            .filter(|tls| tls.auth_clients)
+            .map(|tls| (tls.client_cert.as_path(), tls.client_key.as_path())),
         auth: acl.map(|acl| (ADMIN_USER, acl.admin_password.as_str())),
         cluster: false,
     }
@@ -949,6 +1020,7 @@ fn plain_target(port: u16) -> Target<'static> {
     Target {
         port,
         ca_cert: None,
+        client: None,
         auth: None,
         cluster: false,
     }
@@ -1218,6 +1290,7 @@ impl RedisCluster {
         Target {
             port: self.nodes[0].port(),
             ca_cert: None,
+            client: None,
             auth: None,
             cluster: true,
         }
