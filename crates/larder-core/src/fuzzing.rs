@@ -14,8 +14,11 @@ use crate::glob::{self, Glob};
 use crate::seal::{KeyRing, Sealer, SecurityConfig};
 use crate::url::{self, BackendUrl};
 
+/// A fuzz target's entry point.
+pub type Target = fn(&[u8]);
+
 /// The fuzz targets, by name (the directories of `fuzz/corpus/`).
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("envelope", envelope),
     ("url", url),
     ("duration", duration),
