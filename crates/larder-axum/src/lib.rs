@@ -35,7 +35,7 @@ mod serve;
 mod stored;
 mod tags;
 
-pub use health::{health, health_response, report_json};
+pub use health::{health, health_response};
 pub use layer::{DEFAULT_MAX_BODY_BYTES, DEFAULT_TTL, ResponseCache, ResponseCacheLayer};
 pub use serve::{Serve, ServeError, serve, shutdown_signal};
 pub use stored::X_CACHE;
