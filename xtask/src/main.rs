@@ -43,6 +43,9 @@ const FACADE_MANIFEST: &str = "crates/larder/Cargo.toml";
 /// Prefix of the optional crates a facade feature pulls in with `dep:`.
 const COMPONENT_DEP_PREFIX: &str = "dep:larder-";
 
+/// Examples that serve until stopped: run with `--demo` in the test suite.
+const SERVER_EXAMPLES: [&str; 1] = ["axum_app"];
+
 /// What cargo-deny says (lowercased) when it cannot clone the advisory
 /// database, e.g. `[ERROR] failed to fetch advisory database
 /// https://github.com/RustSec/advisory-db with cli: failed to clone`.
@@ -442,10 +445,13 @@ fn test() -> Result {
         ],
     )?;
     for example in examples()? {
-        run(
-            &cargo,
-            &["run", "--quiet", "--all-features", "--example", &example],
-        )?;
+        let mut args = vec!["run", "--quiet", "--all-features", "--example", &example];
+        // A server example serves until stopped; `--demo` makes it serve on
+        // a free loopback port, talk to itself, and exit.
+        if SERVER_EXAMPLES.contains(&example.as_str()) {
+            args.extend(["--", "--demo"]);
+        }
+        run(&cargo, &args)?;
     }
     eprintln!(
         "\nxtask test: every gate passed in {:.0}s",

@@ -26,13 +26,17 @@
 //! | `memory` (default) | the in-process backend, `mem://` |
 //! | `macros` (default) | `#[cache_read]` and `#[cache_write]` |
 //! | `redis` | the Redis backend: `redis://`, `rediss://`, `redis+sentinel://`, `redis+cluster://` |
+//! | `memcached` | the Memcached backend: `memcached://h1:11211,h2:11211*3` |
+//! | `sqlite` | the SQLite backend (bundled): `sqlite://path/to/cache.db` |
+//! | `sled` | the sled backend: `sled://path/to/dir` |
+//! | `axum` | [`axum`]: a response cache layer with ETags, a health handler, serving with the cache's lifecycle |
+//! | `prometheus`, `statsd` | `exporters`: metrics exporters |
 //! | `msgpack` | the MessagePack codec |
 //! | `postcard` | the postcard codec |
 //! | `bincode` | the bincode 2.x codec (unmaintained upstream; prefer postcard) |
 //!
-//! Backends for Memcached, SQLite and sled arrive as features of the same
-//! names; until a feature is enabled, a URL of its scheme is an error that
-//! names the feature.
+//! Until a backend's feature is enabled, a URL of its scheme is an error
+//! that names the feature.
 
 #[doc(inline)]
 pub use larder_core::{
@@ -76,6 +80,11 @@ pub use larder_sled::{SledBackend, SledConfig};
 #[doc(inline)]
 pub use larder_macros::{cache_read, cache_write};
 
+/// The axum integration (feature `axum`): [`axum::ResponseCacheLayer`],
+/// [`axum::health`], [`axum::serve`]. See `docs/axum.md`.
+#[cfg(feature = "axum")]
+pub use larder_axum as axum;
+
 #[doc(inline)]
 pub use larder_core::{
     FillOptions, Outcome, Plain, Resource, install, installed, recache, resource,
@@ -114,4 +123,7 @@ mod guide {
     #[cfg(all(feature = "prometheus", feature = "statsd"))]
     #[doc = include_str!("../../../docs/observability.md")]
     struct Observability;
+    #[cfg(all(feature = "axum", feature = "memory"))]
+    #[doc = include_str!("../../../docs/axum.md")]
+    struct Axum;
 }

@@ -45,7 +45,7 @@ pub(crate) async fn ping(target: &Target) -> CliResult {
 pub(crate) async fn health(target: &Target, format: ListFormat) -> CliResult {
     let report = probe::report(&target.cache).await;
     match format {
-        ListFormat::Json => println!("{}", report_json(&report)),
+        ListFormat::Json => println!("{}", report.to_json()),
         ListFormat::Human => {
             let mut rows = vec![
                 row("status", report.status.name()),
@@ -93,31 +93,6 @@ fn details_json(report: &HealthReport) -> Value {
         .map(|(n, v)| (n.clone(), Value::String(v.clone())))
         .collect();
     Value::Object(map)
-}
-
-fn report_json(report: &HealthReport) -> Value {
-    let routes: Vec<Value> = report
-        .routes
-        .iter()
-        .map(|route| {
-            let mut value = report_json(&route.report);
-            if let Value::Object(map) = &mut value {
-                map.insert("name".into(), Value::String(route.name.clone()));
-                map.insert("prefix".into(), Value::String(route.prefix.clone()));
-            }
-            value
-        })
-        .collect();
-    json!({
-        "status": report.status.name(),
-        "healthy": report.is_healthy(),
-        "reasons": report.reasons,
-        "backend": report.backend,
-        "label": report.label,
-        "latency_us": micros(report.latency),
-        "details": details_json(report),
-        "routes": routes,
-    })
 }
 
 /// One reading for `stats`.

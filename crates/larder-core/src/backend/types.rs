@@ -353,6 +353,41 @@ impl HealthReport {
         self.reasons.push(reason.to_string());
         self
     }
+
+    /// The report as JSON, as `larder health --format json` prints it and
+    /// the axum health route sends it: `status`, `healthy`, `reasons`,
+    /// `backend`, `label`, `latency_us`, `details` (an object) and `routes`
+    /// (each route's report with its `name` and `prefix`).
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::{Map, Value, json};
+        let details: Map<String, Value> = self
+            .details
+            .iter()
+            .map(|(n, v)| (n.clone(), Value::String(v.clone())))
+            .collect();
+        let routes: Vec<Value> = self
+            .routes
+            .iter()
+            .map(|route| {
+                let mut value = route.report.to_json();
+                if let Value::Object(map) = &mut value {
+                    map.insert("name".into(), Value::String(route.name.clone()));
+                    map.insert("prefix".into(), Value::String(route.prefix.clone()));
+                }
+                value
+            })
+            .collect();
+        json!({
+            "status": self.status.name(),
+            "healthy": self.is_healthy(),
+            "reasons": self.reasons,
+            "backend": self.backend,
+            "label": self.label,
+            "latency_us": u64::try_from(self.latency.as_micros()).unwrap_or(u64::MAX),
+            "details": details,
+            "routes": routes,
+        })
+    }
 }
 
 /// Taken when a read-through load starts (see
@@ -390,4 +425,31 @@ pub enum FillStore {
     /// [`MAX_FILL_AGE`](crate::MAX_FILL_AGE). The loaded value may be older
     /// than what the invalidation stood for.
     Refused,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_json_nests_routes_with_their_names() {
+        let down = HealthReport::healthy("redis", "redis@h:6379", Duration::from_micros(1500))
+            .fail("connection refused");
+        let mut report = HealthReport::healthy("router", "router", Duration::from_millis(2))
+            .detail("routes", 1)
+            .degrade("route sessions is down");
+        report
+            .routes
+            .push(RouteHealth::new("sessions", "session:", down));
+        let json = report.to_json();
+        assert_eq!(json["status"], "degraded");
+        assert_eq!(json["healthy"], true);
+        assert_eq!(json["latency_us"], 2000);
+        assert_eq!(json["details"]["routes"], "1");
+        assert_eq!(json["routes"][0]["name"], "sessions");
+        assert_eq!(json["routes"][0]["prefix"], "session:");
+        assert_eq!(json["routes"][0]["status"], "unhealthy");
+        assert_eq!(json["routes"][0]["healthy"], false);
+        assert_eq!(json["routes"][0]["reasons"][0], "connection refused");
+    }
 }
