@@ -5,6 +5,8 @@ use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Response, StatusCode};
@@ -177,7 +179,7 @@ impl StoredResponse {
         let etag = etag.unwrap_or_else(|| strong_etag(headers, &body));
         let (text, base64) = match String::from_utf8(body.into()) {
             Ok(text) => (Some(text), None),
-            Err(e) => (None, Some(base64::encode(e.as_bytes()))),
+            Err(e) => (None, Some(STANDARD.encode(e.as_bytes()))),
         };
         Ok(StoredResponse {
             status: status.as_u16(),
@@ -266,7 +268,8 @@ impl StoredResponse {
         }
         let body = match (self.text, self.base64) {
             (Some(text), _) => Bytes::from(text),
-            (None, Some(encoded)) => base64::decode(&encoded)
+            (None, Some(encoded)) => STANDARD
+                .decode(&encoded)
                 .map(Bytes::from)
                 .unwrap_or_default(),
             (None, None) => Bytes::new(),
@@ -304,80 +307,4 @@ fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// Standard base64 with padding, for bodies that are not UTF-8.
-mod base64 {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-    pub(super) fn encode(bytes: &[u8]) -> String {
-        let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-        for chunk in bytes.chunks(3) {
-            let n = chunk
-                .iter()
-                .enumerate()
-                .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
-            for i in 0..4 {
-                if i <= chunk.len() {
-                    out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-                } else {
-                    out.push('=');
-                }
-            }
-        }
-        out
-    }
-
-    /// `None` when `text` is not base64 this module wrote.
-    pub(super) fn decode(text: &str) -> Option<Vec<u8>> {
-        let text = text.as_bytes();
-        if !text.len().is_multiple_of(4) {
-            return None;
-        }
-        let mut out = Vec::with_capacity(text.len() / 4 * 3);
-        for chunk in text.chunks(4) {
-            let pad = chunk.iter().rev().take_while(|c| **c == b'=').count();
-            if pad > 2 {
-                return None;
-            }
-            let mut n = 0u32;
-            for (i, c) in chunk[..4 - pad].iter().enumerate() {
-                n |= value(*c)? << (18 - 6 * i);
-            }
-            for i in 0..3 - pad {
-                out.push((n >> (16 - 8 * i)) as u8);
-            }
-        }
-        Some(out)
-    }
-
-    fn value(c: u8) -> Option<u32> {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        };
-        Some(u32::from(v))
-    }
-
-    #[cfg(test)]
-    mod tests {
-        #[test]
-        fn round_trips() {
-            for len in 0..40usize {
-                let bytes: Vec<u8> = (0..len).map(|i| (i * 37 + 200) as u8).collect();
-                assert_eq!(
-                    super::decode(&super::encode(&bytes)).as_deref(),
-                    Some(&bytes[..])
-                );
-            }
-            assert_eq!(super::encode(b"foobar"), "Zm9vYmFy");
-            assert_eq!(super::encode(b"fo"), "Zm8=");
-            assert_eq!(super::decode("Zm8"), None);
-            assert_eq!(super::decode("Zm8!"), None);
-        }
-    }
 }
