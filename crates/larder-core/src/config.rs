@@ -26,7 +26,8 @@
 //! `LARDER_TTL_SHORT`, `LARDER_TTL_LONG` (falling back to the svc-infra
 //! names `CACHE_PREFIX`, `CACHE_VERSION`, `CACHE_TTL_DEFAULT`,
 //! `CACHE_TTL_SHORT`, `CACHE_TTL_LONG`), `LARDER_MAX_CONNECTIONS`,
-//! `LARDER_CODEC`, `LARDER_MAX_KEY_LENGTH`, `LARDER_MAX_VALUE_SIZE`; see
+//! `LARDER_CODEC`, `LARDER_MAX_KEY_LENGTH`, `LARDER_MAX_VALUE_SIZE`,
+//! `LARDER_NEAR_MAX_ENTRIES`, `LARDER_NEAR_MAX_BYTES`, `LARDER_NEAR_TTL`; see
 //! [`ENV_VARS`]. `LARDER_CONFIG` names the file (default `./larder.toml`,
 //! read when present) and `LARDER_PROFILE` selects one of its profiles.
 //! Every invalid value is an [`Error::Config`] that names the field, where
@@ -163,6 +164,11 @@ pub struct CacheConfig {
     pub ttl_jitter: f64,
     /// The resilience layer around shared backends (`[resilience]`).
     pub resilience: ResilienceConfig,
+    /// The near cache (`[near]`, `LARDER_NEAR_*`, `?near=` on the URL):
+    /// `None` for the default (on for an in-process backend the cache owns,
+    /// off otherwise). See [`crate::near`].
+    #[serde(default)]
+    pub near: Option<crate::near::NearConfig>,
 }
 
 /// One route: keys starting with `prefix` (after the namespace) go to the
@@ -274,6 +280,7 @@ impl Default for CacheConfig {
             routes: Vec::new(),
             ttl_jitter: 0.1,
             resilience: ResilienceConfig::default(),
+            near: None,
         }
     }
 }
@@ -295,6 +302,7 @@ impl fmt::Debug for CacheConfig {
             .field("routes", &self.routes)
             .field("ttl_jitter", &self.ttl_jitter)
             .field("resilience", &self.resilience)
+            .field("near", &self.near)
             .finish()
     }
 }
@@ -342,6 +350,8 @@ struct FileConfig {
     ttl_jitter: Option<Spanned<Scalar>>,
     /// `[resilience]`: its settings, each optional.
     resilience: Option<BTreeMap<String, Spanned<Scalar>>>,
+    /// `[near]`: the near cache's settings, each optional.
+    near: Option<BTreeMap<String, Spanned<Scalar>>>,
 }
 
 /// One `[[route]]` of the file.
@@ -384,6 +394,15 @@ impl FileConfig {
         }
         for (name, v) in self.resilience.unwrap_or_default() {
             let field = format!("resilience.{name}");
+            apply(
+                config,
+                &field,
+                &v.get_ref().shown(),
+                &source(v.span().start),
+            )?;
+        }
+        for (name, v) in self.near.unwrap_or_default() {
+            let field = format!("near.{name}");
             apply(
                 config,
                 &field,
@@ -487,6 +506,10 @@ fn apply(config: &mut CacheConfig, field: &str, raw: &str, source: &str) -> Resu
                 .ok_or_else(|| bad("a fraction from 0 to 0.5, such as 0.1 or 10%"))?;
         }
         field if field.starts_with("resilience.") => apply_resilience(config, field, raw, source)?,
+        field if field.starts_with("near.") => {
+            let near = config.near.get_or_insert_with(Default::default);
+            crate::near::apply_setting(near, field, raw, source)?;
+        }
         _ => return Err(bad("a known setting")),
     }
     Ok(())
@@ -637,6 +660,9 @@ pub const ENV_VARS: &[(&str, &[&str])] = &[
         "resilience.local_fallback_entries",
         &["LARDER_LOCAL_FALLBACK_ENTRIES"],
     ),
+    ("near.max_entries", &["LARDER_NEAR_MAX_ENTRIES"]),
+    ("near.max_bytes", &["LARDER_NEAR_MAX_BYTES"]),
+    ("near.ttl", &["LARDER_NEAR_TTL"]),
 ];
 
 impl CacheConfig {
@@ -937,6 +963,9 @@ impl CacheConfig {
                 "a fraction from 0 to 0.5, such as 0.1 or 10%",
                 self.ttl_jitter.to_string(),
             ));
+        }
+        if let Some(near) = &self.near {
+            near.validate()?;
         }
         let r = &self.resilience;
         let checks = [
@@ -1684,6 +1713,9 @@ mod tests {
                 "resilience.breaker_open_for",
                 "resilience.fallback",
                 "resilience.local_fallback_entries",
+                "near.max_entries",
+                "near.max_bytes",
+                "near.ttl",
             ]
         );
         for (field, names) in ENV_VARS {

@@ -16,6 +16,7 @@ use crate::codec;
 use crate::config::CacheConfig;
 use crate::error::{Error, Result};
 use crate::key::Namespace;
+use crate::near::{Near, NearConfig};
 use crate::options::{SetOptions, Ttl};
 use crate::payload::Payload;
 use crate::resilient::Fallback;
@@ -46,6 +47,8 @@ pub(crate) struct Core {
     /// Whether the backend journals failed writes and invalidations (see
     /// [`Backend::journals_invalidations`]).
     journaled: bool,
+    /// The near cache (L1) of decoded values, when on.
+    pub(crate) near: Option<Arc<Near>>,
 }
 
 impl Core {
@@ -53,11 +56,14 @@ impl Core {
         backend: Arc<dyn Backend>,
         namespace: Namespace,
         config: CacheConfig,
+        near: Option<NearConfig>,
     ) -> Self {
         let caps = backend.capabilities();
         let namespace = namespace.for_backend(caps.max_key_len, caps.forbidden_key_chars);
         let counters = Counters::new(backend.label(), namespace.head());
+        let near = near.and_then(|n| crate::near::start(&n, namespace.head(), &*backend));
         Core {
+            near,
             journaled: backend.journals_invalidations(),
             backend,
             caps,
@@ -72,6 +78,13 @@ impl Core {
     /// Note a write, delete or invalidation made through this cache.
     pub(crate) fn note_invalidation(&self) {
         self.invalidations.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Drop caller keys from the near cache (after a write or delete).
+    pub(crate) fn near_drop<K: AsRef<str>>(&self, keys: &[K]) {
+        if let Some(near) = &self.near {
+            near.drop_keys(keys);
+        }
     }
 
     /// How many writes, deletes and invalidations this cache has made.
@@ -141,6 +154,32 @@ impl Core {
     /// error.
     pub(crate) fn decode_hit<T: DeserializeOwned>(&self, key: &str, bytes: &[u8]) -> Option<T> {
         self.decode_hit_with_header(key, bytes).map(|(v, _)| v)
+    }
+
+    /// Decode bytes the near cache holds: a failure is a miss and a
+    /// counted error; a success is counted by the near cache.
+    pub(crate) fn decode_near<T: DeserializeOwned>(
+        &self,
+        key: &str,
+        bytes: &[u8],
+    ) -> Option<(T, Option<codec::Header>)> {
+        match codec::decode::<T>(bytes) {
+            Ok(decoded) => {
+                if let Some(near) = &self.near {
+                    near.hit();
+                }
+                Some(decoded)
+            }
+            Err(e) => {
+                self.miss();
+                tracing::debug!(
+                    key,
+                    "larder: stored value does not decode; treated as a miss"
+                );
+                self.record_error("decode", &e);
+                None
+            }
+        }
     }
 
     /// [`Core::decode_hit`] with the value's header.
@@ -296,8 +335,9 @@ impl Core {
         let write = self.write_options(options)?;
         let bytes = self.encode(&stored, value, None)?;
         self.note_invalidation();
-        let written =
-            self.fail_open_write("set", self.backend.set(&stored, bytes, &write).await, false)?;
+        let result = self.backend.set(&stored, bytes, &write).await;
+        self.near_drop(&[key]);
+        let written = self.fail_open_write("set", result, false)?;
         if written {
             self.counters.sets.add(1);
         }

@@ -46,6 +46,8 @@ pub use larder_core::{
 #[doc(inline)]
 pub use larder_core::{CircuitState, Fallback, ResilienceConfig, Resilient};
 #[doc(inline)]
+pub use larder_core::{InvalidationEvent, NearConfig, NearStats, near};
+#[doc(inline)]
 pub use larder_core::{
     codec, config, frame, glob, key, metric_names, migrate, request, resilient, sync, url,
 };
