@@ -307,6 +307,24 @@ impl Cache {
         .await
     }
 
+    /// The value under `key`, decoded on every read (the near cache, if
+    /// any, still saves the round trip): for types that are not `Clone`,
+    /// `Send`, `Sync` or `'static`, which [`Cache::get`] needs.
+    pub async fn get_decoded<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        let core = self.core();
+        core.timed(Op::Get, async {
+            let stored = core.key(key)?;
+            if let Some(near) = core.near.as_ref().filter(|n| n.holds(key, &stored))
+                && let Some(bytes) = near.get_bytes(key)
+            {
+                return Ok(core.decode_near::<T>(key, &bytes).map(|(v, _)| v));
+            }
+            let found = core.fail_open("get", core.backend.get(&stored).await, None)?;
+            Ok(self.decoded(key, found))
+        })
+        .await
+    }
+
     /// The value under `key`, shared: with a near cache, a hit there returns
     /// the decoded value it holds without allocating or decoding. A value
     /// stored as another type is decoded again as `T` (a miss and a counted

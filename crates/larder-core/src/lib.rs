@@ -9,7 +9,7 @@
 //! ```
 //! # async fn demo(cache: larder_core::Cache) -> larder_core::Result<()> {
 //! use std::time::Duration;
-//! #[derive(serde::Serialize, serde::Deserialize)]
+//! #[derive(Clone, serde::Serialize, serde::Deserialize)]
 //! struct User { id: u64, name: String }
 //!
 //! cache.set("user:1", &User { id: 1, name: "Ada".into() })
