@@ -25,6 +25,7 @@ pub(crate) struct Connection {
     pub(crate) pool: Pool,
     pub(crate) config: RedisConfig,
     pub(crate) scripts: Scripts,
+    pub(crate) invalidations: crate::invalidation::Invalidations,
 }
 
 pub(crate) fn cmd(name: &'static str) -> CustomCommand {
@@ -80,7 +81,7 @@ fn tls_connector(config: &RedisConfig) -> Result<TlsConnector> {
     Ok(TlsConnector::from(client))
 }
 
-fn fred_config(config: &RedisConfig) -> Result<Config> {
+pub(crate) fn fred_config(config: &RedisConfig) -> Result<Config> {
     let server = match &config.topology {
         Topology::Standalone { host, port } => ServerConfig::new_centralized(host.clone(), *port),
         Topology::Cluster { nodes } => ServerConfig::new_clustered(nodes.clone()),
@@ -193,6 +194,7 @@ impl Connection {
         }
         Ok(Connection {
             pool,
+            invalidations: crate::invalidation::Invalidations::new(&config),
             config,
             scripts,
         })
