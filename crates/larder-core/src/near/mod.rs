@@ -470,8 +470,9 @@ impl Near {
 
     /// Stop serving and drop everything (the stream is down).
     fn suspend(&self) {
-        self.live.store(false, Ordering::Release);
-        self.flushes.add(1);
+        if self.live.swap(false, Ordering::AcqRel) {
+            self.flushes.add(1);
+        }
         self.flush();
     }
 
