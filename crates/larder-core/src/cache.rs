@@ -369,7 +369,7 @@ impl Cache {
             };
             // The fill race: the sequence is read before the backend read,
             // and the entry kept only if no invalidation came in between.
-            let seq = near.seq();
+            let ticket = near.ticket();
             let Some(entry) = core.fail_open("get", core.backend.get_entry(&stored).await, None)?
             else {
                 core.miss();
@@ -381,7 +381,7 @@ impl Cache {
             let value = Arc::new(value);
             near.fill(
                 key,
-                seq,
+                ticket,
                 entry.value,
                 Some(value.clone()),
                 entry.expiry,

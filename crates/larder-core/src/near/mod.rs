@@ -28,13 +28,14 @@
 //!
 //! `docs/near-cache.md` has the staleness bound per backend and sizing.
 
+pub(crate) mod clock;
 mod store;
 pub mod wire;
 
 use std::any::Any;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -242,6 +243,13 @@ pub struct NearStats {
     pub lag_p99: Option<Duration>,
 }
 
+/// What a fill took before its backend read.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ticket {
+    seq: u64,
+    start: u64,
+}
+
 /// What a typed near lookup found.
 pub(crate) enum NearHit<T> {
     /// The decoded value, of the type asked for (or what was made of it).
@@ -340,7 +348,7 @@ impl Near {
         if !self.live() {
             return None;
         }
-        self.store.with(key, Instant::now(), |slot| {
+        self.store.with(key, clock::now(), |slot| {
             if let Some(decoded) = slot.decoded.get()
                 && let Some(value) = decoded.downcast_ref::<T>()
             {
@@ -356,23 +364,30 @@ impl Near {
             return None;
         }
         self.store
-            .with(key, Instant::now(), |slot| slot.bytes.clone())
+            .with(key, clock::now(), |slot| slot.bytes.clone())
     }
 
     /// Keep `decoded` beside the bytes of `key`, if the entry still holds
     /// these bytes and nothing was decoded yet.
     pub(crate) fn remember_decoded(&self, key: &str, bytes: &Bytes, decoded: Decoded) {
-        self.store.with(key, Instant::now(), |slot| {
+        self.store.with(key, clock::now(), |slot| {
             if slot.bytes.as_ptr() == bytes.as_ptr() && slot.bytes.len() == bytes.len() {
                 let _ = slot.decoded.set(decoded);
             }
         });
     }
 
-    /// The invalidation sequence: read it before the backend read of a
-    /// fill, and pass it to [`Near::fill`].
+    /// Take before the backend read of a fill, and pass to
+    /// [`Near::fill`]: the invalidation sequence and the clock.
     #[inline]
-    pub(crate) fn seq(&self) -> u64 {
+    pub(crate) fn ticket(&self) -> Ticket {
+        Ticket {
+            seq: self.seq.load(Ordering::SeqCst),
+            start: clock::now(),
+        }
+    }
+
+    fn seq(&self) -> u64 {
         self.seq.load(Ordering::SeqCst)
     }
 
@@ -392,7 +407,7 @@ impl Near {
     pub(crate) fn fill(
         &self,
         key: &str,
-        seq: u64,
+        ticket: Ticket,
         bytes: Bytes,
         decoded: Option<Decoded>,
         expiry: Expiry,
@@ -402,7 +417,6 @@ impl Near {
         if !self.live() {
             return;
         }
-        let now = Instant::now();
         let mut life = self.ttl;
         if let Expiry::After(left) = expiry {
             life = life.min(left);
@@ -413,17 +427,17 @@ impl Near {
                 Err(_) => return,
             }
         }
-        if life.is_zero() {
+        let Some(expires_at) = clock::deadline(ticket.start, life) else {
             return;
-        }
+        };
         let fill = Fill {
             bytes,
             decoded,
-            expires_at: now + life,
+            expires_at,
             tags: tags.iter().map(|t| t.as_str().into()).collect(),
         };
         self.store
-            .insert(key, fill, || self.live() && self.seq() == seq);
+            .insert(key, fill, || self.live() && self.seq() == ticket.seq);
     }
 
     fn bump(&self) {
@@ -610,7 +624,7 @@ mod tests {
         let tags: Vec<String> = tags.iter().map(|t| (*t).to_owned()).collect();
         n.fill(
             key,
-            n.seq(),
+            n.ticket(),
             Bytes::from_static(b"x"),
             Some(Arc::new(7u32)),
             Expiry::Never,
@@ -626,11 +640,11 @@ mod tests {
     #[test]
     fn a_fill_after_an_invalidation_is_refused() {
         let n = near(true);
-        let seq = n.seq();
+        let ticket = n.ticket();
         n.drop_keys(&["k"]);
         n.fill(
             "k",
-            seq,
+            ticket,
             Bytes::from_static(b"x"),
             None,
             Expiry::Never,
@@ -693,18 +707,18 @@ mod tests {
         let n = near(true);
         n.fill(
             "k",
-            n.seq(),
+            n.ticket(),
             Bytes::from_static(b"x"),
             None,
-            Expiry::After(Duration::from_millis(1)),
+            Expiry::After(Duration::from_millis(30)),
             None,
             &[],
         );
-        std::thread::sleep(Duration::from_millis(5));
+        std::thread::sleep(Duration::from_millis(40));
         assert!(n.get_bytes("k").is_none());
         n.fill(
             "f",
-            n.seq(),
+            n.ticket(),
             Bytes::from_static(b"x"),
             None,
             Expiry::Never,

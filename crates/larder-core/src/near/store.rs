@@ -15,7 +15,6 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
-use std::time::Instant;
 
 use bytes::Bytes;
 use foldhash::fast::RandomState;
@@ -39,7 +38,8 @@ const MAX_FREQ: u8 = 3;
 pub(crate) struct Slot {
     pub(crate) bytes: Bytes,
     pub(crate) decoded: OnceLock<Decoded>,
-    pub(crate) expires_at: Instant,
+    /// Deadline on [`super::clock`].
+    pub(crate) expires_at: u64,
     pub(crate) tags: Box<[Box<str>]>,
     freq: AtomicU8,
     generation: u64,
@@ -77,7 +77,7 @@ struct Shard {
 pub(crate) struct Fill {
     pub(crate) bytes: Bytes,
     pub(crate) decoded: Option<Decoded>,
-    pub(crate) expires_at: Instant,
+    pub(crate) expires_at: u64,
     pub(crate) tags: Box<[Box<str>]>,
 }
 
@@ -112,7 +112,7 @@ impl Store {
     }
 
     /// Run `f` on the live slot of `key`, if there is one.
-    pub(crate) fn with<R>(&self, key: &str, now: Instant, f: impl FnOnce(&Slot) -> R) -> Option<R> {
+    pub(crate) fn with<R>(&self, key: &str, now: u64, f: impl FnOnce(&Slot) -> R) -> Option<R> {
         let hash = self.hasher.hash_one(key);
         let shard = read(self.shard(hash));
         let slot = shard.map.get(key)?;
@@ -333,19 +333,19 @@ fn compact_if_sparse(shard: &mut Shard) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use crate::near::clock;
 
     fn fill() -> Fill {
         Fill {
             bytes: Bytes::from_static(b"0123456789"),
             decoded: None,
-            expires_at: Instant::now() + Duration::from_secs(60),
+            expires_at: clock::now() + 60_000_000_000,
             tags: Box::new([]),
         }
     }
 
     fn get(s: &Store, key: &str) -> bool {
-        s.with(key, Instant::now(), |_| ()).is_some()
+        s.with(key, clock::now(), |_| ()).is_some()
     }
 
     #[test]
@@ -385,7 +385,7 @@ mod tests {
     fn expired_entries_are_never_returned() {
         let s = Store::new(10, 1 << 20);
         let mut f = fill();
-        f.expires_at = Instant::now();
+        f.expires_at = clock::now();
         s.insert("k", f, || true);
         assert!(!get(&s, "k"));
     }

@@ -237,7 +237,7 @@ impl ReadThrough {
                 return Looked::Hit { value, due };
             }
             if near.live() {
-                let seq = near.seq();
+                let ticket = near.ticket();
                 return match core.backend.get_entry(stored).await {
                     Ok(Some(entry)) => {
                         let Some((value, header)) = core.decode_hit_with_header(key, &entry.value)
@@ -247,7 +247,7 @@ impl ReadThrough {
                         let fresh_until = header.as_ref().and_then(|h| h.fresh_until);
                         near.fill(
                             key,
-                            seq,
+                            ticket,
                             entry.value,
                             None,
                             entry.expiry,
