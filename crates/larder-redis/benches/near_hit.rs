@@ -11,6 +11,10 @@
 //! - `redis_get`: `Cache::get` on Redis without a near cache (a round trip
 //!   to a loopback redis-server and a decode).
 //!
+//! And what publishing invalidations costs a write: `redis_set` (the
+//! default: the write, then a `PUBLISH` on the namespace's channel) against
+//! `redis_set_unpublished` (`?invalidation_channel=off`).
+//!
 //! Starts a redis-server on a free loopback port. Compare as ratios.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a bench binary: failing loudly is right
@@ -61,7 +65,7 @@ fn near_hit(c: &mut Criterion) {
         active: true,
         score: 97.5,
     };
-    let (near, redis, memory) = rt.block_on(async {
+    let (near, redis, memory, quiet) = rt.block_on(async {
         let open = || async { RedisBackend::open(&server.url(), 2).await.unwrap() };
         let near = Cache::builder()
             .backend(open().await)
@@ -71,6 +75,15 @@ fn near_hit(c: &mut Criterion) {
             .unwrap();
         let redis = Cache::builder()
             .backend(open().await)
+            .prefix("svc")
+            .build()
+            .unwrap();
+        let quiet = Cache::builder()
+            .backend(
+                RedisBackend::open(&format!("{}?invalidation_channel=off", server.url()), 2)
+                    .await
+                    .unwrap(),
+            )
             .prefix("svc")
             .build()
             .unwrap();
@@ -103,7 +116,7 @@ fn near_hit(c: &mut Criterion) {
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        (near, redis, memory)
+        (near, redis, memory, quiet)
     });
 
     let mut group = c.benchmark_group("near_hit");
@@ -132,6 +145,20 @@ fn near_hit(c: &mut Criterion) {
         b.iter_custom(|iters| {
             bench(&rt, iters, || async {
                 black_box(redis.get::<User>(black_box("user:42")).await.ok());
+            })
+        })
+    });
+    group.bench_function("redis_set", |b| {
+        b.iter_custom(|iters| {
+            bench(&rt, iters, || async {
+                black_box(redis.set("w", &user).await.ok());
+            })
+        })
+    });
+    group.bench_function("redis_set_unpublished", |b| {
+        b.iter_custom(|iters| {
+            bench(&rt, iters, || async {
+                black_box(quiet.set("w", &user).await.ok());
             })
         })
     });
