@@ -743,6 +743,36 @@ mod tests {
     }
 
     #[test]
+    fn settings_from_the_file_and_the_environment() {
+        let mut config = crate::CacheConfig::default();
+        config
+            .merge_toml(
+                "[near]\nmax_entries = 500\nmax_bytes = \"1MiB\"\nttl = \"5s\"\n",
+                "larder.toml",
+            )
+            .expect("parses");
+        assert_eq!(
+            config.near,
+            Some(NearConfig {
+                max_entries: 500,
+                max_bytes: 1 << 20,
+                ttl: Duration::from_secs(5),
+            })
+        );
+        let env = |name: &str| (name == "LARDER_NEAR_MAX_ENTRIES").then(|| "42".to_owned());
+        let config = crate::CacheConfig::from_sources(None, env).expect("loads");
+        assert_eq!(config.near.map(|n| n.max_entries), Some(42));
+        let env = |name: &str| (name == "LARDER_NEAR_TTL").then(|| "soon".to_owned());
+        let err = crate::CacheConfig::from_sources(None, env).expect_err("bad ttl");
+        assert!(err.to_string().contains("LARDER_NEAR_TTL"), "{err}");
+        let mut config = crate::CacheConfig::default();
+        let err = config
+            .merge_toml("[near]\nmax_entries = -1\n", "larder.toml")
+            .expect_err("negative");
+        assert!(err.to_string().contains("near.max_entries"), "{err}");
+    }
+
+    #[test]
     fn holds_only_unhashed_keys() {
         let n = near(true);
         assert!(n.holds("user:1", "svc:v1:user:1"));
