@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::fuzzy::{FuzzyMatch, FuzzyOptions, fuzzy_score};
 use crate::key::Namespace;
 use crate::lock::{self, Lock};
+use crate::near::{NearConfig, NearHit};
 use crate::options::SetOptions;
 use crate::payload::{Raw, Typed};
 use crate::read::{FillOptions, FillPlan, Outcome, ReadThrough};
@@ -192,6 +193,14 @@ impl CacheBuilder {
         self
     }
 
+    /// An in-process near cache (L1) of decoded values in front of the
+    /// backend; see [`crate::near`]. `NearConfig { max_entries: 0, .. }`
+    /// turns off the one an in-process backend gets by default.
+    pub fn near(mut self, near: NearConfig) -> Self {
+        self.config.near = Some(near);
+        self
+    }
+
     /// An in-process backend to serve from while the shared one is out
     /// (see [`Resilient::with_local_fallback`](crate::Resilient::with_local_fallback)).
     pub fn local_fallback(mut self, backend: Arc<dyn Backend>) -> Self {
@@ -220,12 +229,21 @@ impl CacheBuilder {
         }
         let sealer = Sealer::new(&config.security, config.max_value_size)?;
         let owns_backend = Arc::strong_count(&backend) == 1 && Arc::weak_count(&backend) == 0;
+        // An in-process backend this cache owns gets a near cache unless
+        // told otherwise: a hit then skips the decode.
+        let near = match config.near {
+            Some(near) => near.enabled().then_some(near),
+            None if !caps.shared && owns_backend => {
+                Some(NearConfig::new(crate::near::DEFAULT_IN_PROCESS_ENTRIES))
+            }
+            None => None,
+        };
         let backend = crate::resilient::wrap(backend, &config.resilience, self.local_fallback);
         let namespace = Namespace::new(&config.prefix, &config.version)?
             .with_max_key_length(config.max_key_length);
         Ok(Cache {
             inner: Arc::new(Shared {
-                core: Core::new(backend, namespace, config, sealer),
+                core: Core::new(backend, namespace, config, sealer, near),
                 reads: ReadThrough::default(),
                 owns_backend,
             }),
@@ -311,12 +329,116 @@ impl Cache {
 
     /// The value under `key`, or `None`. Stored bytes that do not decode as
     /// `T` are a miss (and a counted error), never a panic or a wrong value.
-    pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+    /// With a near cache, a hit there costs one `clone` of the decoded
+    /// value and no decode (see [`Cache::get_shared`]).
+    pub async fn get<T>(&self, key: &str) -> Result<Option<T>>
+    where
+        T: DeserializeOwned + Clone + Send + Sync + 'static,
+    {
         let core = self.core();
+        if let Some(near) = &core.near {
+            // A hit there clones the value in place (no reference count).
+            if let Some(NearHit::Value(value)) = near.get::<T, T>(key, |_, v| v.clone()) {
+                let timing = core.counters.start();
+                near.hit();
+                core.counters.finish(Op::Get, timing);
+                return Ok(Some(value));
+            }
+            return Ok(self.get_shared::<T>(key).await?.map(Arc::unwrap_or_clone));
+        }
         core.timed(Op::Get, async {
             let stored = core.key(key)?;
             let found = core.fail_open("get", core.backend.get(&stored).await, None)?;
             Ok(self.decoded(key, &stored, found))
+        })
+        .await
+    }
+
+    /// The value under `key`, decoded on every read (the near cache, if
+    /// any, still saves the round trip): for types that are not `Clone`,
+    /// `Send`, `Sync` or `'static`, which [`Cache::get`] needs.
+    pub async fn get_decoded<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        let core = self.core();
+        core.timed(Op::Get, async {
+            let stored = core.key(key)?;
+            if let Some(near) = core.near.as_ref().filter(|n| n.holds(key, &stored))
+                && let Some(bytes) = near.get_bytes(key)
+            {
+                return Ok(core.decode_near::<T>(key, &bytes).map(|(v, _)| v));
+            }
+            let found = core.fail_open("get", core.backend.get(&stored).await, None)?;
+            Ok(self.decoded(key, &stored, found))
+        })
+        .await
+    }
+
+    /// The value under `key`, shared: with a near cache, a hit there returns
+    /// the decoded value it holds without allocating or decoding. A value
+    /// stored as another type is decoded again as `T` (a miss and a counted
+    /// error when it does not decode), never returned as the wrong type.
+    pub async fn get_shared<T>(&self, key: &str) -> Result<Option<Arc<T>>>
+    where
+        T: DeserializeOwned + Send + Sync + 'static,
+    {
+        let core = self.core();
+        let found = core.near.as_ref().and_then(|near| {
+            let shared = |d: &crate::near::Decoded, _: &T| d.clone().downcast::<T>().ok();
+            near.get::<T, _>(key, shared)
+        });
+        if let Some(NearHit::Value(Some(value))) = found {
+            // The hit path: no allocation, no decode, no await.
+            let timing = core.counters.start();
+            if let Some(near) = &core.near {
+                near.hit();
+            }
+            core.counters.finish(Op::Get, timing);
+            return Ok(Some(value));
+        }
+        core.timed(Op::Get, async {
+            // Bytes in the near cache: not decoded yet, or decoded as
+            // another type. Decode them as `T` (never hand out the other).
+            if let (Some(near), Some(NearHit::Bytes(bytes))) = (&core.near, found) {
+                let Some((value, _)) = core.decode_near::<T>(key, &bytes) else {
+                    return Ok(None);
+                };
+                let value = Arc::new(value);
+                near.remember_decoded(key, &bytes, value.clone());
+                return Ok(Some(value));
+            }
+            let stored = core.key(key)?;
+            let near = core
+                .near
+                .as_ref()
+                .filter(|n| n.live() && n.holds(key, &stored));
+            let Some(near) = near else {
+                let found = core.fail_open("get", core.backend.get(&stored).await, None)?;
+                return Ok(self.decoded::<T>(key, &stored, found).map(Arc::new));
+            };
+            // The fill race: the sequence is read before the backend read,
+            // and the entry kept only if no invalidation came in between.
+            let ticket = near.ticket();
+            let Some(entry) = core.fail_open("get", core.backend.get_entry(&stored).await, None)?
+            else {
+                core.miss();
+                return Ok(None);
+            };
+            let Some(plain) = core.open_hit(key, &stored, entry.value) else {
+                return Ok(None);
+            };
+            let Some((value, header)) = core.decode_opened::<T>(key, &plain) else {
+                return Ok(None);
+            };
+            let value = Arc::new(value);
+            near.fill(
+                key,
+                ticket,
+                plain,
+                Some(value.clone()),
+                entry.expiry,
+                header.and_then(|h| h.fresh_until),
+                &entry.tags,
+            );
+            Ok(Some(value))
         })
         .await
     }
@@ -389,8 +511,9 @@ impl Cache {
         let core = self.core();
         let stored = core.key(key)?;
         self.invalidated();
-        let found =
-            core.fail_open_write("get_delete", core.backend.get_delete(&stored).await, None)?;
+        let found = core.backend.get_delete(&stored).await;
+        core.near_drop(&[key]);
+        let found = core.fail_open_write("get_delete", found, None)?;
         if found.is_some() {
             core.counters.deletes.add(1);
         }
@@ -540,6 +663,13 @@ impl Cache {
                 ..write.clone()
             };
             let n = core.backend.set_many(group, &options).await;
+            if let Some(near) = &core.near {
+                let keys: Vec<&str> = group
+                    .iter()
+                    .filter_map(|(k, _)| core.namespace.strip(k))
+                    .collect();
+                near.drop_keys(&keys);
+            }
             written += core.fail_open_write("set_many", n, 0)?;
         }
         core.counters.sets.add(written);
@@ -560,7 +690,9 @@ impl Cache {
                 .map(|k| core.key(k.as_ref()))
                 .collect::<Result<Vec<_>>>()?;
             self.invalidated();
-            let n = core.fail_open_write("delete", core.backend.delete(&stored).await, 0)?;
+            let n = core.backend.delete(&stored).await;
+            core.near_drop(keys);
+            let n = core.fail_open_write("delete", n, 0)?;
             core.counters.deletes.add(n);
             Ok(n)
         })
@@ -579,7 +711,9 @@ impl Cache {
         let core = self.core();
         let stored = core.key(key)?;
         let ttl = Error::check_ttl(ttl)?;
-        core.fail_open("expire", core.backend.expire(&stored, ttl).await, false)
+        let result = core.backend.expire(&stored, ttl).await;
+        core.near_drop(&[key]);
+        core.fail_open("expire", result, false)
     }
 
     /// Remaining life of `key`.
@@ -606,11 +740,11 @@ impl Cache {
         core.timed(Op::Invalidate, async {
             let stored = core.tags(tags)?;
             self.invalidated();
-            let n = core.fail_open_write(
-                "invalidate_tags",
-                core.backend.invalidate_tags(&stored).await,
-                Count::Unknown,
-            )?;
+            let n = core.backend.invalidate_tags(&stored).await;
+            if let Some(near) = &core.near {
+                near.drop_tags(&stored);
+            }
+            let n = core.fail_open_write("invalidate_tags", n, Count::Unknown)?;
             core.counters.tag_invalidations.add(1);
             core.counters.deletes.add(n.exact().unwrap_or(0));
             Ok(n)
@@ -630,11 +764,11 @@ impl Cache {
         core.timed(Op::Invalidate, async {
             let stored = core.namespace.pattern(pattern)?;
             self.invalidated();
-            let n = core.fail_open_write(
-                "invalidate_pattern",
-                core.backend.delete_matching(&stored).await,
-                Count::Unknown,
-            )?;
+            let n = core.backend.delete_matching(&stored).await;
+            if let Some(near) = &core.near {
+                near.drop_pattern(&stored);
+            }
+            let n = core.fail_open_write("invalidate_pattern", n, Count::Unknown)?;
             core.counters.pattern_invalidations.add(1);
             core.counters.deletes.add(n.exact().unwrap_or(0));
             Ok(n)
@@ -675,11 +809,11 @@ impl Cache {
         let core = self.core();
         core.timed(Op::Clear, async {
             self.invalidated();
-            let n = core.fail_open_write(
-                "clear",
-                core.backend.clear(core.namespace.head()).await,
-                Count::Unknown,
-            )?;
+            let n = core.backend.clear(core.namespace.head()).await;
+            if let Some(near) = &core.near {
+                near.flush();
+            }
+            let n = core.fail_open_write("clear", n, Count::Unknown)?;
             core.counters.clears.add(1);
             core.counters.deletes.add(n.exact().unwrap_or(0));
             Ok(n)
@@ -816,7 +950,19 @@ impl Cache {
     /// Counters since this cache was built.
     pub fn stats(&self) -> Stats {
         let core = self.core();
-        core.counters.snapshot(core.backend.evictions())
+        let mut stats = core.counters.snapshot(core.backend.evictions());
+        if let Some(near) = &core.near {
+            let mut n = near.stats();
+            n.l2_hits = stats.hits;
+            n.misses = stats.misses;
+            stats.hits += n.l1_hits;
+            let lookups = stats.hits + stats.misses;
+            if lookups > 0 {
+                stats.hit_rate = stats.hits as f64 / lookups as f64;
+            }
+            stats.near = Some(n);
+        }
+        stats
     }
 
     /// Flush what the backend acknowledged and release its connections and

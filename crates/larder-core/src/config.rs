@@ -35,7 +35,9 @@
 //! `LARDER_CODEC`, `LARDER_MAX_KEY_LENGTH`, `LARDER_MAX_VALUE_SIZE`,
 //! `LARDER_MAX_TAGS`, `LARDER_MAX_TAG_LENGTH`, `LARDER_SIGNING_KEYS`,
 //! `LARDER_ENCRYPTION_KEYS`, `LARDER_ALLOW_UNSIGNED`,
-//! `LARDER_COMPRESS_MIN_SIZE`; see [`ENV_VARS`]. `LARDER_CONFIG` names the file (default `./larder.toml`,
+//! `LARDER_COMPRESS_MIN_SIZE`, `LARDER_NEAR_MAX_ENTRIES`,
+//! `LARDER_NEAR_MAX_BYTES`, `LARDER_NEAR_TTL`; see [`ENV_VARS`].
+//! `LARDER_CONFIG` names the file (default `./larder.toml`,
 //! read when present) and `LARDER_PROFILE` selects one of its profiles.
 //! Every invalid value is an [`Error::Config`] that names the field, where
 //! the value came from and what was expected.
@@ -185,6 +187,11 @@ pub struct CacheConfig {
     pub resilience: ResilienceConfig,
     /// Signing, encryption and compression of values (`[security]`).
     pub security: SecurityConfig,
+    /// The near cache (`[near]`, `LARDER_NEAR_*`, `?near=` on the URL):
+    /// `None` for the default (on for an in-process backend the cache owns,
+    /// off otherwise). See [`crate::near`].
+    #[serde(default)]
+    pub near: Option<crate::near::NearConfig>,
 }
 
 /// One route: keys starting with `prefix` (after the namespace) go to the
@@ -299,6 +306,7 @@ impl Default for CacheConfig {
             ttl_jitter: 0.1,
             resilience: ResilienceConfig::default(),
             security: SecurityConfig::default(),
+            near: None,
         }
     }
 }
@@ -323,6 +331,7 @@ impl fmt::Debug for CacheConfig {
             .field("ttl_jitter", &self.ttl_jitter)
             .field("resilience", &self.resilience)
             .field("security", &self.security)
+            .field("near", &self.near)
             .finish()
     }
 }
@@ -374,6 +383,8 @@ struct FileConfig {
     resilience: Option<BTreeMap<String, Spanned<Scalar>>>,
     /// `[security]`: its settings, each optional.
     security: Option<BTreeMap<String, Spanned<Scalar>>>,
+    /// `[near]`: the near cache's settings, each optional.
+    near: Option<BTreeMap<String, Spanned<Scalar>>>,
 }
 
 /// One `[[route]]` of the file.
@@ -425,8 +436,16 @@ impl FileConfig {
                 &source(v.span().start),
             )?;
         }
-        for (name, v) in self.security.unwrap_or_default() {
-            let field = format!("security.{name}");
+        let sections = [
+            ("security", self.security.unwrap_or_default()),
+            ("near", self.near.unwrap_or_default()),
+        ];
+        for (name, v) in sections
+            .into_iter()
+            .flat_map(|(section, settings)| settings.into_iter().map(move |(n, v)| (section, n, v)))
+            .map(|(section, n, v)| (format!("{section}.{n}"), v))
+        {
+            let field = name;
             apply(
                 config,
                 &field,
@@ -544,6 +563,10 @@ fn apply(config: &mut CacheConfig, field: &str, raw: &str, source: &str) -> Resu
                 .ok_or_else(|| bad("a fraction from 0 to 0.5, such as 0.1 or 10%"))?;
         }
         field if field.starts_with("resilience.") => apply_resilience(config, field, raw, source)?,
+        field if field.starts_with("near.") => {
+            let near = config.near.get_or_insert_with(Default::default);
+            crate::near::apply_setting(near, field, raw, source)?;
+        }
         _ => return Err(bad("a known setting")),
     }
     Ok(())
@@ -748,6 +771,9 @@ pub const ENV_VARS: &[(&str, &[&str])] = &[
         "resilience.local_fallback_entries",
         &["LARDER_LOCAL_FALLBACK_ENTRIES"],
     ),
+    ("near.max_entries", &["LARDER_NEAR_MAX_ENTRIES"]),
+    ("near.max_bytes", &["LARDER_NEAR_MAX_BYTES"]),
+    ("near.ttl", &["LARDER_NEAR_TTL"]),
 ];
 
 impl CacheConfig {
@@ -1058,6 +1084,9 @@ impl CacheConfig {
                 "a fraction from 0 to 0.5, such as 0.1 or 10%",
                 self.ttl_jitter.to_string(),
             ));
+        }
+        if let Some(near) = &self.near {
+            near.validate()?;
         }
         let r = &self.resilience;
         let checks = [
@@ -1811,6 +1840,9 @@ mod tests {
                 "resilience.breaker_open_for",
                 "resilience.fallback",
                 "resilience.local_fallback_entries",
+                "near.max_entries",
+                "near.max_bytes",
+                "near.ttl",
             ]
         );
         for (field, names) in ENV_VARS {

@@ -17,6 +17,7 @@ use crate::codec;
 use crate::config::CacheConfig;
 use crate::error::{Error, Result};
 use crate::key::Namespace;
+use crate::near::{Near, NearConfig};
 use crate::options::{SetOptions, Ttl};
 use crate::payload::Payload;
 use crate::resilient::Fallback;
@@ -50,6 +51,8 @@ pub(crate) struct Core {
     journaled: bool,
     /// Signing, encryption and compression of values.
     pub(crate) sealer: Sealer,
+    /// The near cache (L1) of decoded values, when on.
+    pub(crate) near: Option<Arc<Near>>,
 }
 
 impl Core {
@@ -58,11 +61,14 @@ impl Core {
         namespace: Namespace,
         config: CacheConfig,
         sealer: Sealer,
+        near: Option<NearConfig>,
     ) -> Self {
         let caps = backend.capabilities();
         let namespace = namespace.for_backend(caps.max_key_len, caps.forbidden_key_chars);
         let counters = Counters::new(backend.label(), namespace.head());
+        let near = near.and_then(|n| crate::near::start(&n, namespace.head(), &*backend));
         Core {
+            near,
             journaled: backend.journals_invalidations(),
             backend,
             caps,
@@ -78,6 +84,13 @@ impl Core {
     /// Note a write, delete or invalidation made through this cache.
     pub(crate) fn note_invalidation(&self) {
         self.invalidations.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Drop caller keys from the near cache (after a write or delete).
+    pub(crate) fn near_drop<K: AsRef<str>>(&self, keys: &[K]) {
+        if let Some(near) = &self.near {
+            near.drop_keys(keys);
+        }
     }
 
     /// How many writes, deletes and invalidations this cache has made.
@@ -184,6 +197,57 @@ impl Core {
             .map(|(v, _)| v)
     }
 
+    /// Decode bytes the near cache holds: a failure is a miss and a
+    /// counted error; a success is counted by the near cache.
+    pub(crate) fn decode_near<T: DeserializeOwned>(
+        &self,
+        key: &str,
+        bytes: &[u8],
+    ) -> Option<(T, Option<codec::Header>)> {
+        match codec::decode::<T>(bytes) {
+            Ok(decoded) => {
+                if let Some(near) = &self.near {
+                    near.hit();
+                }
+                Some(decoded)
+            }
+            Err(e) => {
+                self.miss();
+                tracing::debug!(
+                    key,
+                    "larder: stored value does not decode; treated as a miss"
+                );
+                self.record_error("decode", &e);
+                None
+            }
+        }
+    }
+
+    /// Open the bytes of a hit for the near cache, which holds them opened
+    /// (verified, decrypted, decompressed) so that its own decodes need no
+    /// key. A value that does not open is a miss and a counted error.
+    pub(crate) fn open_hit(&self, key: &str, stored: &str, bytes: Bytes) -> Option<Bytes> {
+        match self.open_bytes(stored, bytes) {
+            Ok(plain) => Some(plain),
+            Err(e) => {
+                self.miss();
+                tracing::debug!(key, "larder: stored value does not open; treated as a miss");
+                self.record_error("decode", &e);
+                None
+            }
+        }
+    }
+
+    /// Decode opened bytes (see [`Core::open_hit`]) as a hit from the
+    /// backend; a failure is a miss and a counted error.
+    pub(crate) fn decode_opened<T: DeserializeOwned>(
+        &self,
+        key: &str,
+        plain: &[u8],
+    ) -> Option<(T, Option<codec::Header>)> {
+        self.count_decode(key, codec::decode::<T>(plain))
+    }
+
     /// [`Core::decode_hit`] with the value's header.
     pub(crate) fn decode_hit_with_header<T: DeserializeOwned>(
         &self,
@@ -194,6 +258,11 @@ impl Core {
         let decoded = self
             .open(stored, bytes)
             .and_then(|plain| codec::decode::<T>(&plain));
+        self.count_decode(key, decoded)
+    }
+
+    /// Count a decoded hit, or a miss and an error.
+    fn count_decode<T>(&self, key: &str, decoded: Result<T>) -> Option<T> {
         match decoded {
             Ok(decoded) => {
                 self.counters.hits.add(1);
@@ -377,8 +446,9 @@ impl Core {
         let write = self.write_options(&stored, options)?;
         let bytes = self.encode(&stored, value, None)?;
         self.note_invalidation();
-        let written =
-            self.fail_open_write("set", self.backend.set(&stored, bytes, &write).await, false)?;
+        let result = self.backend.set(&stored, bytes, &write).await;
+        self.near_drop(&[key]);
+        let written = self.fail_open_write("set", result, false)?;
         if written {
             self.counters.sets.add(1);
         }

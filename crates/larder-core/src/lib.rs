@@ -9,7 +9,7 @@
 //! ```
 //! # async fn demo(cache: larder_core::Cache) -> larder_core::Result<()> {
 //! use std::time::Duration;
-//! #[derive(serde::Serialize, serde::Deserialize)]
+//! #[derive(Clone, serde::Serialize, serde::Deserialize)]
 //! struct User { id: u64, name: String }
 //!
 //! cache.set("user:1", &User { id: 1, name: "Ada".into() })
@@ -37,6 +37,7 @@ mod global;
 pub mod key;
 mod lock;
 pub mod migrate;
+pub mod near;
 mod options;
 mod payload;
 mod read;
@@ -55,8 +56,8 @@ use std::time::Duration;
 
 pub use backend::{
     Backend, Blocking, BlockingBackend, BoxFuture, Capabilities, Count, Entry, Expiry, FillGuard,
-    FillStore, FillToken, HealthReport, HealthStatus, Invalidation, InvalidationStream, KeyTtl,
-    RouteHealth, SetMode, WriteOptions,
+    FillStore, FillToken, HealthReport, HealthStatus, Invalidation, InvalidationEvent,
+    InvalidationStream, KeyTtl, RouteHealth, SetMode, WriteOptions,
 };
 pub use cache::{Cache, CacheBuilder, CacheEntry};
 pub use codec::Codec;
@@ -66,6 +67,7 @@ pub use fuzzy::{FuzzyMatch, FuzzyOptions, fuzzy_score};
 pub use global::{install, installed, warn_uninstalled};
 pub use lock::Lock;
 pub use migrate::migrate;
+pub use near::{NearConfig, NearStats};
 pub use options::{SetOptions, Ttl};
 pub use read::{FillOptions, Outcome, Plain};
 pub use request::{IncrRequest, ReadRequest, SetRequest};

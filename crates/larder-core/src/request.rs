@@ -147,7 +147,9 @@ impl<'a> IntoFuture for IncrRequest<'a> {
             if self.delta < 0 && !core.caps.signed_counters {
                 return Err(core.backend.unsupported("incr with a negative delta"));
             }
-            core.observe("incr", core.backend.incr(&stored, self.delta, ttl).await)
+            let result = core.backend.incr(&stored, self.delta, ttl).await;
+            core.near_drop(&[self.key]);
+            core.observe("incr", result)
         }))
     }
 }

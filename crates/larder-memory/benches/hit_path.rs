@@ -2,18 +2,22 @@
 //!
 //!     cargo bench -p larder-memory --bench hit_path
 //!
-//! `bare_lookup_decode` is the floor: a lookup of the stored key in the
-//! store plus the JSON decode of the same bytes. `cache_get` is the whole
-//! typed path: key validation and namespacing, the dyn `Backend` call, the
-//! envelope header, the decode and the hit counter. Compare the two as a
-//! ratio from one run.
+//! `bare_lookup_decode` is the floor of a decoding read: a lookup of the
+//! stored key in the store plus the JSON decode of the same bytes.
+//! `cache_get_no_near` is the whole typed path without a near cache (as a
+//! `mem://` cache was before it had one): key validation and namespacing,
+//! the dyn `Backend` call, the envelope header, the decode and the hit
+//! counter. `cache_get` is the same call on a default `mem://` cache, whose
+//! near cache serves the decoded value (one clone), and `cache_get_shared`
+//! returns the shared `Arc` (no allocation). Compare them as ratios from
+//! one run.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use larder_core::Cache;
 use larder_core::codec::HEADER_LEN;
+use larder_core::{Cache, NearConfig};
 use larder_memory::MemoryBackend;
 use serde::{Deserialize, Serialize};
 
@@ -35,6 +39,15 @@ fn hit_path(c: &mut Criterion) {
     let cache = match Cache::builder()
         .backend(backend.clone())
         .prefix("svc")
+        .build()
+    {
+        Ok(cache) => cache,
+        Err(e) => panic!("cache: {e}"),
+    };
+    let plain = match Cache::builder()
+        .backend(backend.clone())
+        .prefix("svc")
+        .near(NearConfig::new(0))
         .build()
     {
         Ok(cache) => cache,
@@ -66,6 +79,34 @@ fn hit_path(c: &mut Criterion) {
             let bytes = bytes.as_deref().unwrap_or_default();
             let user: Option<User> = serde_json::from_slice(&bytes[HEADER_LEN..]).ok();
             black_box(user)
+        })
+    });
+    group.bench_function("cache_get_no_near", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let started = Instant::now();
+                for _ in 0..iters {
+                    let user = plain.get::<User>(black_box("user:42")).await.ok().flatten();
+                    black_box(user);
+                }
+                started.elapsed()
+            })
+        })
+    });
+    group.bench_function("cache_get_shared", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let started = Instant::now();
+                for _ in 0..iters {
+                    let user = cache
+                        .get_shared::<User>(black_box("user:42"))
+                        .await
+                        .ok()
+                        .flatten();
+                    black_box(user);
+                }
+                started.elapsed()
+            })
         })
     });
     group.bench_function("cache_get", |b| {

@@ -12,7 +12,7 @@ use fred::types::Value;
 use larder_core::url::BackendUrl;
 use larder_core::{
     Backend, BoxFuture, Capabilities, Count, Entry, Error, Expiry, FillGuard, FillStore, FillToken,
-    HealthReport, KeyTtl, Result, WriteOptions, frame,
+    HealthReport, Invalidation, InvalidationStream, KeyTtl, Result, WriteOptions, frame,
 };
 
 use crate::config::{RedisConfig, Topology};
@@ -52,6 +52,9 @@ pub const REQUIRED_COMMANDS: &[&str] = &[
     "zremrangebyscore",
     "evalsha",
     "script|load",
+    "publish",
+    "psubscribe",
+    "punsubscribe",
     "cluster|slots",
     "cluster|shards",
     "cluster|info",
@@ -141,6 +144,7 @@ impl Backend for RedisBackend {
         };
         caps.shared = true;
         caps.persistent = true;
+        caps.invalidation_stream = self.inner.invalidations.enabled();
         caps.ttl_resolution = Duration::from_millis(1);
         caps.max_value_size = Some(512 * 1024 * 1024);
         caps
@@ -197,7 +201,11 @@ impl Backend for RedisBackend {
     }
 
     fn get_delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>>> {
-        Box::pin(self.inner.get_delete(key))
+        Box::pin(async move {
+            let found = self.inner.get_delete(key).await;
+            self.inner.publish_keys(&[key]).await;
+            found
+        })
     }
 
     fn set<'a>(
@@ -207,8 +215,9 @@ impl Backend for RedisBackend {
         options: &'a WriteOptions,
     ) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
-            let written = self.inner.write(key, value, options, None).await?;
-            Ok(written == crate::tags::Written::Stored)
+            let written = self.inner.write(key, value, options, None).await;
+            self.inner.publish_keys(&[key]).await;
+            Ok(written? == crate::tags::Written::Stored)
         })
     }
 
@@ -217,11 +226,21 @@ impl Backend for RedisBackend {
         entries: &'a [(String, Bytes)],
         options: &'a WriteOptions,
     ) -> BoxFuture<'a, Result<u64>> {
-        Box::pin(self.inner.write_many(entries, options))
+        Box::pin(async move {
+            let written = self.inner.write_many(entries, options).await;
+            let keys: Vec<&str> = entries.iter().map(|(k, _)| k.as_str()).collect();
+            self.inner.publish_keys(&keys).await;
+            written
+        })
     }
 
     fn delete<'a>(&'a self, keys: &'a [String]) -> BoxFuture<'a, Result<u64>> {
-        Box::pin(self.inner.delete_keys(keys))
+        Box::pin(async move {
+            let n = self.inner.delete_keys(keys).await;
+            let stored: Vec<&str> = keys.iter().map(String::as_str).collect();
+            self.inner.publish_keys(&stored).await;
+            n
+        })
     }
 
     fn exists<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool>> {
@@ -235,7 +254,11 @@ impl Backend for RedisBackend {
     }
 
     fn expire<'a>(&'a self, key: &'a str, ttl: Duration) -> BoxFuture<'a, Result<bool>> {
-        Box::pin(self.inner.expire_key(key, ttl))
+        Box::pin(async move {
+            let done = self.inner.expire_key(key, ttl).await;
+            self.inner.publish_keys(&[key]).await;
+            done
+        })
     }
 
     fn ttl<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<KeyTtl>> {
@@ -257,7 +280,8 @@ impl Backend for RedisBackend {
     ) -> BoxFuture<'a, Result<i64>> {
         Box::pin(async move {
             let ttl = ttl_ms(ttl)?;
-            self.inner
+            let counted = self
+                .inner
                 .script(
                     "incr",
                     &self.inner.scripts.incr,
@@ -280,17 +304,32 @@ impl Backend for RedisBackend {
                         }
                     }
                     other => other,
-                })
+                });
+            self.inner.publish_keys(&[key]).await;
+            counted
         })
     }
 
     fn invalidate_tags<'a>(&'a self, tags: &'a [String]) -> BoxFuture<'a, Result<Count>> {
         Box::pin(async move {
             let mut n = 0;
+            let mut failed = None;
             for tag in tags {
-                n += self.inner.invalidate_tag(tag).await?;
+                match self.inner.invalidate_tag(tag).await {
+                    Ok(k) => n += k,
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
             }
-            Ok(Count::Exact(n))
+            if self.inner.invalidations.enabled() {
+                self.inner.publish(Invalidation::Tags(tags.to_vec())).await;
+            }
+            match failed {
+                Some(e) => Err(e),
+                None => Ok(Count::Exact(n)),
+            }
         })
     }
 
@@ -303,7 +342,15 @@ impl Backend for RedisBackend {
     }
 
     fn delete_matching<'a>(&'a self, pattern: &'a str) -> BoxFuture<'a, Result<Count>> {
-        Box::pin(self.inner.delete_matching(pattern))
+        Box::pin(async move {
+            let n = self.inner.delete_matching(pattern).await;
+            if self.inner.invalidations.enabled() {
+                self.inner
+                    .publish(Invalidation::Pattern(pattern.to_owned()))
+                    .await;
+            }
+            n
+        })
     }
 
     fn scan<'a>(&'a self, pattern: &'a str, limit: usize) -> BoxFuture<'a, Result<Vec<String>>> {
@@ -315,7 +362,17 @@ impl Backend for RedisBackend {
     }
 
     fn clear<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Count>> {
-        Box::pin(self.inner.clear(prefix))
+        Box::pin(async move {
+            let n = self.inner.clear(prefix).await;
+            if self.inner.invalidations.enabled() {
+                self.inner
+                    .publish(Invalidation::Flush {
+                        prefix: prefix.to_owned(),
+                    })
+                    .await;
+            }
+            n
+        })
     }
 
     fn lock<'a>(
@@ -370,7 +427,17 @@ impl Backend for RedisBackend {
         options: &'a WriteOptions,
         token: FillToken,
     ) -> BoxFuture<'a, Result<FillStore>> {
-        Box::pin(self.inner.set_filled(key, value, options, token))
+        Box::pin(async move {
+            let stored = self.inner.set_filled(key, value, options, token).await;
+            if matches!(stored, Ok(FillStore::Stored)) {
+                self.inner.publish_keys(&[key]).await;
+            }
+            stored
+        })
+    }
+
+    fn invalidations(&self) -> Option<InvalidationStream> {
+        crate::invalidation::stream(&self.inner)
     }
 
     fn health(&self) -> BoxFuture<'_, Result<HealthReport>> {

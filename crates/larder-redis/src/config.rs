@@ -16,7 +16,9 @@
 //! `tls_key` (paths of a PEM client certificate chain and its private key,
 //! for servers that require client certificates: `tls-auth-clients yes`),
 //! `sentinel_username` / `sentinel_password` (credentials of the sentinels
-//! when they differ from the server's).
+//! when they differ from the server's), `invalidation_channel` (prefix of
+//! the near-cache invalidation channels, default `larder:inv:`; `off` stops
+//! publishing and subscribing).
 
 use std::fmt;
 use std::path::PathBuf;
@@ -158,6 +160,10 @@ pub struct RedisConfig {
     /// A name for this backend in health reports and metrics
     /// (`redis@<label>`); by default the server address.
     pub label: Option<String>,
+    /// Prefix of the channels near-cache invalidations are published on
+    /// (`larder:inv:` + namespace); `None` publishes nothing and offers no
+    /// invalidation stream (near caches then rely on their TTL).
+    pub invalidation_channel: Option<String>,
 }
 
 impl fmt::Debug for RedisConfig {
@@ -177,6 +183,7 @@ impl fmt::Debug for RedisConfig {
             .field("keepalive", &self.keepalive)
             .field("reconnect_attempts", &self.reconnect_attempts)
             .field("label", &self.label)
+            .field("invalidation_channel", &self.invalidation_channel)
             .finish_non_exhaustive()
     }
 }
@@ -196,6 +203,7 @@ const PARAMS: &[&str] = &[
     "sentinel_username",
     "sentinel_password",
     "label",
+    "invalidation_channel",
 ];
 
 /// Schemes this backend serves.
@@ -375,6 +383,11 @@ impl RedisConfig {
             reconnect_min_delay: duration(url, "reconnect_min_delay", Duration::from_millis(100))?,
             reconnect_max_delay: duration(url, "reconnect_max_delay", Duration::from_secs(5))?,
             label: url.param("label").map(str::to_owned),
+            invalidation_channel: match url.param("invalidation_channel") {
+                None => Some(larder_core::near::wire::CHANNEL_PREFIX.to_owned()),
+                Some("off") => None,
+                Some(prefix) => Some(prefix.to_owned()),
+            },
         })
     }
 

@@ -25,6 +25,7 @@ pub(crate) struct Connection {
     pub(crate) pool: Pool,
     pub(crate) config: RedisConfig,
     pub(crate) scripts: Scripts,
+    pub(crate) invalidations: crate::invalidation::Invalidations,
 }
 
 pub(crate) fn cmd(name: &'static str) -> CustomCommand {
@@ -132,7 +133,7 @@ fn client_identity(
     Ok((chain, key))
 }
 
-fn fred_config(config: &RedisConfig) -> Result<Config> {
+pub(crate) fn fred_config(config: &RedisConfig) -> Result<Config> {
     let server = match &config.topology {
         Topology::Standalone { host, port } => ServerConfig::new_centralized(host.clone(), *port),
         Topology::Cluster { nodes } => ServerConfig::new_clustered(nodes.clone()),
@@ -245,6 +246,7 @@ impl Connection {
         }
         Ok(Connection {
             pool,
+            invalidations: crate::invalidation::Invalidations::new(&config),
             config,
             scripts,
         })

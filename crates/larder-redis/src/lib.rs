@@ -11,6 +11,10 @@
 //! - Patterns and `clear` with `SCAN` and `UNLINK`: never `KEYS`, never
 //!   `FLUSHDB`/`FLUSHALL`.
 //! - Cluster-safe: no multi-key command spans slots.
+//! - Near-cache coherence: every write and invalidation is published on the
+//!   namespace's channel (`larder:inv:<prefix>:<version>:`), and
+//!   [`Backend::invalidations`](larder_core::Backend::invalidations) follows
+//!   them on a dedicated subscriber connection.
 //!
 //! See `docs/backends/redis.md` for URLs, ACL grants and server settings.
 
@@ -20,6 +24,7 @@ mod config;
 mod connection;
 mod error;
 mod fill;
+mod invalidation;
 mod scan;
 mod scripts;
 mod tags;

@@ -43,6 +43,12 @@ pub mod prometheus {
                 Matcher::Full(crate::metric_names::OPERATION_DURATION.to_owned()),
                 DURATION_BUCKETS,
             )
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    Matcher::Full(crate::metric_names::NEAR_INVALIDATION_LAG.to_owned()),
+                    DURATION_BUCKETS,
+                )
+            })
             .map_err(|e| failed("histogram buckets", e))
     }
 

@@ -37,6 +37,9 @@ async fn open_backend_with(url: &str, config: &CacheConfig) -> Result<Arc<dyn Ba
     // Only the Redis backend reads `config` (its pool size) so far.
     #[cfg(not(feature = "redis"))]
     let _ = config;
+    // The near cache's parameters are the cache's, not the backend's.
+    let (url, _) = larder_core::near::from_url(url, None)?;
+    let url = url.as_str();
     let parsed = BackendUrl::parse(url)?;
     let Some((_, feature)) = SCHEMES.iter().find(|(s, _)| *s == parsed.scheme) else {
         let known: Vec<String> = SCHEMES.iter().map(|(s, _)| format!("{s}://")).collect();
@@ -114,7 +117,13 @@ pub async fn open(url: &str) -> Result<Cache> {
 pub async fn connect(config: &CacheConfig) -> Result<Cache> {
     config.validate()?;
     let url = config.url.as_deref().unwrap_or(DEFAULT_URL);
-    let builder = Cache::builder().config(config.clone());
+    // `?near=10000`: the near cache's settings ride on the URL.
+    let (url, near) = larder_core::near::from_url(url, config.near)?;
+    let url = url.as_str();
+    let builder = Cache::builder().config(CacheConfig {
+        near,
+        ..config.clone()
+    });
     if config.routes.is_empty() {
         let backend = open_backend_with(url, config).await?;
         let builder = match local_fallback(config)? {

@@ -119,8 +119,19 @@ async fn a_scrape_shows_every_metric_with_its_value() {
     config.resilience.timeout = Duration::from_millis(300);
     config.resilience.breaker_threshold = 3;
     config.resilience.breaker_open_for = Duration::from_secs(30);
+    // With a near cache, which hears its own write's invalidation.
+    config.near = Some(larder::NearConfig::new(100));
     let remote = larder::connect(&config).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !remote.stats().near.unwrap().serving {
+        assert!(Instant::now() < deadline, "the near cache never served");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     remote.set("k", &1).await.unwrap();
+    while remote.stats().near.unwrap().invalidations_received == 0 {
+        assert!(Instant::now() < deadline, "no invalidation came back");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let label = remote.backend().label().to_owned();
     redis.stop();
     let deadline = Instant::now() + Duration::from_secs(10);

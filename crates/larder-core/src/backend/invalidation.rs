@@ -1,6 +1,8 @@
 //! The stream of invalidations a shared backend may offer, so that an
 //! in-process near cache can drop what another process replaced.
 
+use std::time::SystemTime;
+
 use tokio::sync::broadcast;
 
 /// One change a backend reports. Keys, tags and patterns are in stored
@@ -23,6 +25,42 @@ pub enum Invalidation {
     /// The stream lost messages, reconnected or cannot be trusted: anything
     /// derived from the backend may be stale and must be dropped.
     Reset,
+    /// The stream is down (connection lost, failover): what is derived from
+    /// the backend must be dropped and not trusted again until
+    /// [`Invalidation::Connected`].
+    Disconnected,
+    /// The stream is (back) up and subscribed: from now on every change is
+    /// reported. Anything derived before must still be dropped.
+    Connected,
+}
+
+/// One event of an [`InvalidationStream`]: the change, and when the
+/// writer sent it (for the invalidation lag), when known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct InvalidationEvent {
+    /// What changed.
+    pub invalidation: Invalidation,
+    /// When the writer sent it, by its clock.
+    pub sent_at: Option<SystemTime>,
+}
+
+impl InvalidationEvent {
+    /// An event without a send time.
+    pub fn new(invalidation: Invalidation) -> Self {
+        InvalidationEvent {
+            invalidation,
+            sent_at: None,
+        }
+    }
+
+    /// An event sent at `sent_at`.
+    pub fn sent(invalidation: Invalidation, sent_at: SystemTime) -> Self {
+        InvalidationEvent {
+            invalidation,
+            sent_at: Some(sent_at),
+        }
+    }
 }
 
 /// A subscription to a backend's invalidations
@@ -31,21 +69,23 @@ pub enum Invalidation {
 /// silently.
 #[derive(Debug)]
 pub struct InvalidationStream {
-    rx: broadcast::Receiver<Invalidation>,
+    rx: broadcast::Receiver<InvalidationEvent>,
 }
 
 impl InvalidationStream {
     /// A stream over a broadcast channel the backend publishes to.
-    pub fn new(rx: broadcast::Receiver<Invalidation>) -> Self {
+    pub fn new(rx: broadcast::Receiver<InvalidationEvent>) -> Self {
         InvalidationStream { rx }
     }
 
     /// The next invalidation; `None` once the backend is gone. Messages
     /// lost to lag come out as one [`Invalidation::Reset`].
-    pub async fn recv(&mut self) -> Option<Invalidation> {
+    pub async fn recv(&mut self) -> Option<InvalidationEvent> {
         match self.rx.recv().await {
-            Ok(invalidation) => Some(invalidation),
-            Err(broadcast::error::RecvError::Lagged(_)) => Some(Invalidation::Reset),
+            Ok(event) => Some(event),
+            Err(broadcast::error::RecvError::Lagged(_)) => {
+                Some(InvalidationEvent::new(Invalidation::Reset))
+            }
             Err(broadcast::error::RecvError::Closed) => None,
         }
     }
@@ -60,16 +100,20 @@ mod tests {
         let (tx, rx) = broadcast::channel(2);
         let mut stream = InvalidationStream::new(rx);
         for i in 0..5 {
-            tx.send(Invalidation::Keys(vec![format!("k{i}")])).unwrap();
+            tx.send(InvalidationEvent::new(Invalidation::Keys(vec![format!(
+                "k{i}"
+            )])))
+            .unwrap();
         }
-        assert_eq!(stream.recv().await, Some(Invalidation::Reset));
+        let next = |e: Option<InvalidationEvent>| e.map(|e| e.invalidation);
+        assert_eq!(next(stream.recv().await), Some(Invalidation::Reset));
         assert_eq!(
-            stream.recv().await,
+            next(stream.recv().await),
             Some(Invalidation::Keys(vec!["k3".into()]))
         );
         drop(tx);
         assert_eq!(
-            stream.recv().await,
+            next(stream.recv().await),
             Some(Invalidation::Keys(vec!["k4".into()]))
         );
         assert_eq!(stream.recv().await, None);

@@ -51,7 +51,7 @@ mod types;
 
 pub use blocking::{Blocking, BlockingBackend};
 pub use capabilities::{Capabilities, FillGuard};
-pub use invalidation::{Invalidation, InvalidationStream};
+pub use invalidation::{Invalidation, InvalidationEvent, InvalidationStream};
 pub use types::{
     Count, Entry, Expiry, FillStore, FillToken, HealthReport, HealthStatus, KeyTtl, RouteHealth,
     SetMode, WriteOptions,

@@ -2,7 +2,7 @@
 //! latency, their in-process snapshot ([`Stats`]), and the same figures
 //! for the [`metrics`] facade (names in [`names`]).
 
-mod latency;
+pub(crate) mod latency;
 pub mod names;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,7 +17,7 @@ pub(crate) struct Tally {
 }
 
 impl Tally {
-    fn new(metric: metrics::Counter) -> Self {
+    pub(crate) fn new(metric: metrics::Counter) -> Self {
         Tally {
             n: AtomicU64::new(0),
             metric,
@@ -31,7 +31,7 @@ impl Tally {
         }
     }
 
-    fn get(&self) -> u64 {
+    pub(crate) fn get(&self) -> u64 {
         self.n.load(Ordering::Relaxed)
     }
 }
@@ -251,6 +251,7 @@ impl Counters {
             single_flight_joins: self.joins.get(),
             integrity_errors: self.integrity.get(),
             latency,
+            near: None,
         }
     }
 }
@@ -302,6 +303,9 @@ pub struct Stats {
     /// Latency per operation, for the operations run at least once (and
     /// sampled: see [`OperationLatency::samples`]).
     pub latency: Vec<OperationLatency>,
+    /// The near cache's counters, when the cache has one (its L1 hits are
+    /// also in `hits`).
+    pub near: Option<crate::near::NearStats>,
 }
 
 impl Stats {

@@ -50,6 +50,19 @@ pub const CIRCUIT_OPENED: &str = "larder_circuit_opened_total";
 /// `backend` only. Gauge.
 pub const PENDING_INVALIDATIONS: &str = "larder_pending_invalidations";
 
+/// Reads the near cache (L1) served, without the backend. Also counted in
+/// `larder_hits_total`. Counter.
+pub const NEAR_HITS: &str = "larder_near_hits_total";
+/// Invalidation messages the near cache received from the backend's
+/// stream. Counter.
+pub const NEAR_INVALIDATIONS_RECEIVED: &str = "larder_near_invalidations_received_total";
+/// Near cache flushes because its invalidation stream disconnected, lagged
+/// or sent something unreadable. Counter.
+pub const NEAR_DISCONNECT_FLUSHES: &str = "larder_near_disconnect_flushes_total";
+/// Invalidation lag in seconds: from the writer sending a message to this
+/// process applying it. Histogram.
+pub const NEAR_INVALIDATION_LAG: &str = "larder_near_invalidation_lag_seconds";
+
 /// Every metric: name, kind, and what it measures.
 pub const ALL: &[(&str, &str, &str)] = &[
     (HITS, "counter", "lookups that found a value"),
@@ -97,6 +110,22 @@ pub const ALL: &[(&str, &str, &str)] = &[
         "gauge",
         "invalidations waiting in the journal",
     ),
+    (NEAR_HITS, "counter", "reads the near cache served"),
+    (
+        NEAR_INVALIDATIONS_RECEIVED,
+        "counter",
+        "invalidation messages the near cache received",
+    ),
+    (
+        NEAR_DISCONNECT_FLUSHES,
+        "counter",
+        "near cache flushes because its invalidation stream was down",
+    ),
+    (
+        NEAR_INVALIDATION_LAG,
+        "histogram",
+        "invalidation lag in seconds, writer to near cache",
+    ),
 ];
 
 /// Describe every metric to the installed recorder (their help text).
@@ -105,7 +134,7 @@ pub(crate) fn describe() {
         match *kind {
             "counter" => metrics::describe_counter!(*name, *help),
             "gauge" => metrics::describe_gauge!(*name, *help),
-            _ if *name == OPERATION_DURATION => {
+            _ if *name == OPERATION_DURATION || *name == NEAR_INVALIDATION_LAG => {
                 metrics::describe_histogram!(*name, metrics::Unit::Seconds, *help);
             }
             _ => metrics::describe_histogram!(*name, *help),
