@@ -50,8 +50,9 @@ pub use larder_core::{
 #[doc(inline)]
 pub use larder_core::{CircuitState, Fallback, ResilienceConfig, Resilient};
 #[doc(inline)]
-pub use larder_core::{KeyRing, SecretKey, SecurityConfig, seal};
 pub use larder_core::{InvalidationEvent, NearConfig, NearStats, near};
+#[doc(inline)]
+pub use larder_core::{KeyRing, SecretKey, SecurityConfig, seal};
 #[doc(inline)]
 pub use larder_core::{
     codec, config, frame, glob, key, metric_names, migrate, request, resilient, sync, url,
