@@ -283,6 +283,10 @@ async fn read_through_and_shared_reads_use_the_l1() {
         .await
         .unwrap();
     assert_eq!(loaded, user(7, "x"));
+    // The store's own message comes back on the channel and drops the
+    // entry once more: let it arrive, then wait until the L1 serves it.
+    tokio::time::sleep(BOUND).await;
+    fill(&a, "rt", &user(7, "x")).await;
     let first = a.get_shared::<User>("rt").await.unwrap().unwrap();
     let second = a.get_shared::<User>("rt").await.unwrap().unwrap();
     assert!(
