@@ -165,7 +165,8 @@ fn near_hit(c: &mut Criterion) {
     group.finish();
     let stats = near.stats();
     let n = stats.near.clone().unwrap();
-    assert!(n.l1_hits > 1000, "the L1 did not serve: {n:?}");
+    // At least once per L1 read (`cargo test` runs each bench once).
+    assert!(n.l1_hits >= 2, "the L1 did not serve: {n:?}");
     assert_eq!(stats.misses, 0, "{stats:?}");
 }
 
