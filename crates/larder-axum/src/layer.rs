@@ -409,18 +409,20 @@ where
     );
     let if_none_match = IfNoneMatch::of(request.headers());
     let cache = &settings.cache;
-    if method == Method::HEAD {
-        // A HEAD response has no body to store: answer from the GET entry,
-        // or pass through.
-        if !directives.no_cache {
-            match cache.get::<StoredResponse>(&key).await {
-                Ok(Some(stored)) => {
-                    return Ok(stored.respond(true, true, if_none_match.as_ref(), &settings));
-                }
-                Ok(None) => {}
-                Err(e) => cache.record_error("http_head", &e),
+    let head = method == Method::HEAD;
+    // A HEAD response has no body to store: answer it from the GET entry,
+    // or pass it through. With a near cache, a GET hit there is the decoded
+    // response itself, no decode (and a miss there costs a lookup more).
+    if !directives.no_cache && (head || cache.has_near()) {
+        match cache.get_shared::<StoredResponse>(&key).await {
+            Ok(Some(stored)) => {
+                return Ok(stored.respond(head, true, if_none_match.as_ref(), &settings));
             }
+            Ok(None) => {}
+            Err(e) => cache.record_error("http_get", &e),
         }
+    }
+    if head {
         let response = inner.call(request).await?;
         return Ok(mark(response.map(Body::new), &settings, "MISS"));
     }

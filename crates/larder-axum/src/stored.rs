@@ -197,7 +197,7 @@ impl StoredResponse {
     /// response (without its body for a HEAD request). `hit` says whether
     /// it came from the cache.
     pub(crate) fn respond(
-        self,
+        &self,
         head: bool,
         hit: bool,
         if_none_match: Option<&IfNoneMatch>,
@@ -244,8 +244,8 @@ impl StoredResponse {
             headers.append(name, value);
         }
         let _ = write!(cache_control, "max-age={}", self.max_age);
-        for cookie in self.private {
-            headers.append(header::SET_COOKIE, cookie);
+        for cookie in &self.private {
+            headers.append(header::SET_COOKIE, cookie.clone());
         }
         if let Ok(etag) = HeaderValue::from_str(&self.etag) {
             headers.insert(header::ETAG, etag);
@@ -266,10 +266,10 @@ impl StoredResponse {
         if not_modified {
             return response;
         }
-        let body = match (self.text, self.base64) {
-            (Some(text), _) => Bytes::from(text),
+        let body = match (&self.text, &self.base64) {
+            (Some(text), _) => Bytes::copy_from_slice(text.as_bytes()),
             (None, Some(encoded)) => STANDARD
-                .decode(&encoded)
+                .decode(encoded)
                 .map(Bytes::from)
                 .unwrap_or_default(),
             (None, None) => Bytes::new(),

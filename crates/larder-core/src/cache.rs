@@ -372,6 +372,13 @@ impl Cache {
         .await
     }
 
+    /// Whether this cache has a near cache (L1) in front of its backend:
+    /// then [`Cache::get_shared`] serves repeated reads of a key without a
+    /// round trip or a decode.
+    pub fn has_near(&self) -> bool {
+        self.core().near.is_some()
+    }
+
     /// The value under `key`, shared: with a near cache, a hit there returns
     /// the decoded value it holds without allocating or decoding. A value
     /// stored as another type is decoded again as `T` (a miss and a counted

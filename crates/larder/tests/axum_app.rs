@@ -339,3 +339,46 @@ async fn the_layer_stores_in_redis_and_a_second_app_instance_shares_it() {
     one.shutdown().await.unwrap();
     two.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_near_caches_a_write_on_one_instance_reaches_the_others_responses() {
+    let redis = RedisServer::start();
+    let url = format!("{}?near=1000", redis.url());
+    let one = Running::start(larder::open(&url).await.unwrap()).await;
+    let two = Running::start(larder::open(&url).await.unwrap()).await;
+    assert!(two.state.cache.has_near());
+    // Both instances hold the response in their L1.
+    let (_, _, before) = one.get("/users/2", &[]).await;
+    let (_, headers, _) = two.get("/users/2", &[]).await;
+    assert_eq!(header(&headers, "x-cache"), "HIT", "stored by instance one");
+    for _ in 0..3 {
+        let (_, headers, body) = two.get("/users/2", &[]).await;
+        assert_eq!(header(&headers, "x-cache"), "HIT");
+        assert_eq!(body, before);
+    }
+    let (status, _, _) = one
+        .call(
+            "PUT",
+            "/users/2",
+            &[],
+            r#"{"name":"Grace Brewster Hopper"}"#,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    // The tag reached instance two's L1 within 50 ms: its cached response
+    // is gone, and its handler runs again. (Each instance has its own
+    // table, so instance two reloads its own copy of the user.)
+    let runs = two.runs();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let (_, headers, _) = two.get("/users/2", &[]).await;
+    assert_eq!(
+        header(&headers, "x-cache"),
+        "MISS",
+        "a replaced response was served"
+    );
+    assert_eq!(two.runs(), runs + 1);
+    let (_, headers, _) = two.get("/users/2", &[]).await;
+    assert_eq!(header(&headers, "x-cache"), "HIT");
+    one.shutdown().await.unwrap();
+    two.shutdown().await.unwrap();
+}
