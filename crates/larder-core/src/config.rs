@@ -427,31 +427,22 @@ impl FileConfig {
                 apply(config, field, &v.get_ref().shown(), &source(v.span().start))?;
             }
         }
-        for (name, v) in self.resilience.unwrap_or_default() {
-            let field = format!("resilience.{name}");
-            apply(
-                config,
-                &field,
-                &v.get_ref().shown(),
-                &source(v.span().start),
-            )?;
-        }
+        // The sections' settings, as `section.name`.
         let sections = [
+            ("resilience", self.resilience.unwrap_or_default()),
             ("security", self.security.unwrap_or_default()),
             ("near", self.near.unwrap_or_default()),
         ];
-        for (name, v) in sections
-            .into_iter()
-            .flat_map(|(section, settings)| settings.into_iter().map(move |(n, v)| (section, n, v)))
-            .map(|(section, n, v)| (format!("{section}.{n}"), v))
-        {
-            let field = name;
-            apply(
-                config,
-                &field,
-                &v.get_ref().shown(),
-                &source(v.span().start),
-            )?;
+        for (section, settings) in sections {
+            for (name, v) in settings {
+                let field = format!("{section}.{name}");
+                apply(
+                    config,
+                    &field,
+                    &v.get_ref().shown(),
+                    &source(v.span().start),
+                )?;
+            }
         }
         if let Some(routes) = self.route {
             let at = source(routes.span().start);

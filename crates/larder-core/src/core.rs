@@ -212,12 +212,7 @@ impl Core {
                 Some(decoded)
             }
             Err(e) => {
-                self.miss();
-                tracing::debug!(
-                    key,
-                    "larder: stored value does not decode; treated as a miss"
-                );
-                self.record_error("decode", &e);
+                self.undecodable(key, &e);
                 None
             }
         }
@@ -230,9 +225,7 @@ impl Core {
         match self.open_bytes(stored, bytes) {
             Ok(plain) => Some(plain),
             Err(e) => {
-                self.miss();
-                tracing::debug!(key, "larder: stored value does not open; treated as a miss");
-                self.record_error("decode", &e);
+                self.undecodable(key, &e);
                 None
             }
         }
@@ -269,15 +262,21 @@ impl Core {
                 Some(decoded)
             }
             Err(e) => {
-                self.miss();
-                tracing::debug!(
-                    key,
-                    "larder: stored value does not decode; treated as a miss"
-                );
-                self.record_error("decode", &e);
+                self.undecodable(key, &e);
                 None
             }
         }
+    }
+
+    /// A stored value that does not open or decode: a miss and a counted
+    /// error, never a failure of the read.
+    fn undecodable(&self, key: &str, error: &Error) {
+        self.miss();
+        tracing::debug!(
+            key,
+            "larder: stored value does not decode; treated as a miss"
+        );
+        self.record_error("decode", error);
     }
 
     /// The TTL a write gets: `None` for no expiry. Zero and over-long TTLs

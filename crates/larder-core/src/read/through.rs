@@ -259,15 +259,8 @@ impl ReadThrough {
                         let due = options.refreshes() && due(header.as_ref(), options);
                         Looked::Hit { value, due }
                     }
-                    Ok(None) => {
-                        core.miss();
-                        Looked::Miss
-                    }
-                    Err(e) => {
-                        core.miss();
-                        core.record_error("get", &e);
-                        Looked::Failed
-                    }
+                    Ok(None) => missed(core, None),
+                    Err(e) => missed(core, Some(e)),
                 };
             }
         }
@@ -288,15 +281,8 @@ impl ReadThrough {
                 let due = options.refreshes() && due(header.as_ref(), options);
                 Looked::Hit { value, due }
             }
-            Ok(None) => {
-                core.miss();
-                Looked::Miss
-            }
-            Err(e) => {
-                core.miss();
-                core.record_error("get", &e);
-                Looked::Failed
-            }
+            Ok(None) => missed(core, None),
+            Err(e) => missed(core, Some(e)),
         }
     }
 
@@ -608,5 +594,18 @@ fn due(header: Option<&codec::Header>, options: &FillOptions) -> bool {
             Duration::try_from_secs_f64(ahead).is_ok_and(|ahead| now + ahead >= fresh_until)
         }
         _ => false,
+    }
+}
+
+/// A lookup that found nothing (`None`) or failed (`Some`): a miss, and the
+/// failure counted.
+fn missed<V>(core: &Core, failure: Option<crate::Error>) -> Looked<V> {
+    core.miss();
+    match failure {
+        None => Looked::Miss,
+        Some(e) => {
+            core.record_error("get", &e);
+            Looked::Failed
+        }
     }
 }
