@@ -3,6 +3,7 @@
 //! (`ResponseCacheLayer`, with ETags and 304s).
 //!
 //!     cargo run --example axum_app --features axum             # serves on 127.0.0.1:3000
+//!     APP_ADDR=0.0.0.0:8080 cargo run --example axum_app --features axum
 //!     LARDER_URL=redis://127.0.0.1:6379 cargo run --example axum_app --features axum
 //!     cargo run --example axum_app --features axum -- --demo   # talks to itself, then exits
 //!
@@ -400,14 +401,23 @@ async fn demo(cache: Cache) -> Result<(), Box<dyn std::error::Error + Send + Syn
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+async fn main() {
+    if let Err(e) = serve().await {
+        eprintln!("axum_app: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn serve() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     // `LARDER_URL` (or larder.toml) picks the backend; `mem://` otherwise.
     let cache = larder::from_env().await?;
     if std::env::args().any(|a| a == "--demo") {
         return demo(cache).await;
     }
     let addr = std::env::var("APP_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
-    let listener = TcpListener::bind(&addr).await?;
+    let listener = TcpListener::bind(&addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr:?} (APP_ADDR, host:port): {e}"))?;
     println!(
         "users service on http://{addr} (cache: {}); Ctrl-C stops it",
         cache.backend().label()

@@ -18,7 +18,7 @@ use larder_core::{Cache, FillOptions, Outcome, recache};
 use tower::{Layer, Service};
 
 use crate::request::{self, Directives, IfNoneMatch};
-use crate::stored::{self, Refusal, StoredResponse, X_CACHE};
+use crate::stored::{self, StoredResponse, X_CACHE};
 use crate::tags::CacheTags;
 
 type TagsFn = dyn Fn(&http::request::Parts) -> Vec<String> + Send + Sync;
@@ -74,6 +74,7 @@ pub struct ResponseCacheLayer {
 }
 
 /// What a [`ResponseCacheLayer`] was configured with.
+#[derive(Clone)]
 pub(crate) struct Settings {
     pub(crate) cache: Cache,
     pub(crate) ttl: Duration,
@@ -134,25 +135,7 @@ impl ResponseCacheLayer {
     }
 
     fn with(mut self, change: impl FnOnce(&mut Settings)) -> Self {
-        let settings = match Arc::try_unwrap(self.settings) {
-            Ok(settings) => settings,
-            Err(shared) => Settings {
-                cache: shared.cache.clone(),
-                ttl: shared.ttl,
-                tags: shared.tags.clone(),
-                tags_from: shared.tags_from.clone(),
-                vary: shared.vary.clone(),
-                vary_header: shared.vary_header.clone(),
-                key_prefix: shared.key_prefix.clone(),
-                max_body_bytes: shared.max_body_bytes,
-                allow_private: shared.allow_private,
-                allow_no_store: shared.allow_no_store,
-                strip_set_cookie: shared.strip_set_cookie,
-                cache_authorized: shared.cache_authorized,
-                status_header: shared.status_header,
-            },
-        };
-        let mut settings = settings;
+        let mut settings = Arc::unwrap_or_clone(self.settings);
         change(&mut settings);
         self.settings = Arc::new(settings);
         self
@@ -504,7 +487,6 @@ where
         Ok(stored) => Fetched::Stored(stored),
         Err(refusal) => {
             tracing::trace!(reason = refusal.reason(), "response not stored");
-            let _: Refusal = refusal;
             Fetched::passed(Response::from_parts(parts, Body::from(bytes)))
         }
     }
